@@ -1,0 +1,46 @@
+"""adaptertune_lite: a small teaching package for AdapterTune (zero-initialised residual adapters in a frozen ViT).
+
+Read it top to bottom, one module per concept:
+
+* ``adapters``   – the Adapter module, inserting adapters into a timm ViT, saving/loading them
+* ``params``     – which parameters train (head_only / adapter_tune / full_finetune), counting them
+* ``backbones``  – timm ViTs and the kit's own offline-pretrained ViT
+* ``procedural`` – formula-driven images (fractals, glyphs) that pretrain the kit backbone
+* ``data``       – offline and torchvision datasets with the backbone's input transform
+* ``train``      – ``fit`` and ``evaluate``
+* ``pretrain``   – the recipe behind the shipped kit weights
+* ``runtime``    – device, seeds, FAST mode, versions
+* ``storage``    – atomic writes
+"""
+
+from .adapters import (
+    INITS,
+    PLACEMENTS,
+    Adapter,
+    add_adapters,
+    adapters_of,
+    every_k,
+    first_k,
+    last_k,
+    load_adapters,
+    num_adapter_params,
+    resolve_blocks,
+    save_adapters,
+)
+from .backbones import KIT_BACKBONES, extract_features, kit_provenance, load_backbone
+from .data import OFFLINE_DATASETS, ONLINE_DATASETS, DataSplits, load_dataset
+from .params import METHODS, ParamCount, count_parameters, set_trainable
+from .runtime import by_mode, describe_device, fast_mode, get_device, seed_everything, versions
+from .train import FitResult, evaluate, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "INITS", "PLACEMENTS", "Adapter", "add_adapters", "adapters_of", "every_k", "first_k", "last_k",
+    "load_adapters", "num_adapter_params", "resolve_blocks", "save_adapters",
+    "KIT_BACKBONES", "extract_features", "kit_provenance", "load_backbone",
+    "OFFLINE_DATASETS", "ONLINE_DATASETS", "DataSplits", "load_dataset",
+    "METHODS", "ParamCount", "count_parameters", "set_trainable",
+    "by_mode", "describe_device", "fast_mode", "get_device", "seed_everything", "versions",
+    "FitResult", "evaluate", "fit",
+]

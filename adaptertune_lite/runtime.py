@@ -1,0 +1,85 @@
+"""Where the code runs: device choice, seeding, FAST mode and version reporting."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """CUDA when available, else CPU. Apple's MPS is used only when asked for (``prefer="mps"``).
+
+    ``prefer`` may also be ``"cpu"`` or ``"cuda"`` to force a choice; the environment variable
+    ``ADAPTERTUNE_DEVICE`` does the same for a whole session.
+    """
+    prefer = prefer or os.environ.get("ADAPTERTUNE_DEVICE") or None
+    if prefer is not None:
+        if prefer == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but no CUDA GPU is visible: use 'cpu' or unset it.")
+        if prefer == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ValueError("device 'mps' was asked for but MPS is not available: use 'cpu' or unset it.")
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices). ``deterministic=True`` also asks torch for
+    deterministic kernels (slower on GPU; CPU runs with the same seed already repeat exactly)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def fast_mode() -> bool:
+    """Whether to run the small FAST configuration.
+
+    ``ADAPTERTUNE_FAST=1`` / ``=0`` decides when set. Otherwise FAST is on in CI (``CI`` set)
+    and whenever no CUDA GPU is present, so every notebook finishes in minutes on a laptop CPU.
+    """
+    flag = os.environ.get("ADAPTERTUNE_FAST", "").strip().lower()
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    if flag in ("0", "false", "no", "off"):
+        return False
+    if flag:
+        raise ValueError(f"ADAPTERTUNE_FAST={flag!r} is not understood: set it to 1 or 0.")
+    if os.environ.get("CI"):
+        return True
+    return not torch.cuda.is_available()
+
+
+def by_mode(fast: T, full: T) -> T:
+    """Pick the FAST-mode value or the full-run value: ``epochs = by_mode(3, 50)``."""
+    return fast if fast_mode() else full
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries the course depends on."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("adaptertune_lite", "torch", "torchvision", "timm", "numpy", "ipywidgets", "matplotlib"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def describe_device(device: torch.device | None = None) -> str:
+    """One line naming the device, e.g. ``'cuda: NVIDIA H100 80GB HBM3'`` or ``'cpu: 2 threads'``."""
+    device = device or get_device()
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"{device.type}: {torch.get_num_threads()} threads"
