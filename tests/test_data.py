@@ -1,0 +1,83 @@
+"""Datasets: real offline data through the real loaders, fixed splits, subsets, transforms."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_vit
+
+import adaptertune_lite as at
+from adaptertune_lite.backbones import hub_reachable
+
+
+def test_mnist5k_is_5000_real_digits_in_fixed_disjoint_splits():
+    d = at.load_dataset("mnist5k")
+    assert len(d.train) + len(d.val) + len(d.test) == 5000
+    assert d.num_classes == 10
+    x, y = d.train[0]
+    assert x.dtype == torch.uint8 and x.shape == (1, 28, 28) and 0 <= int(y) < 10
+    again = at.load_dataset("mnist5k")
+    assert torch.equal(d.test.images, again.test.images)  # deterministic
+    rows = lambda s: {bytes(img.numpy()) for img in s.images}  # noqa: E731
+    assert not rows(d.train) & rows(d.test)
+
+
+def test_digits_are_scaled_to_uint8():
+    d = at.load_dataset("digits")
+    assert d.train.images.shape[1:] == (1, 8, 8) and d.train.images.max() == 255
+    assert str(d).startswith("digits:")
+
+
+def test_transform_matches_the_backbone_input():
+    model = tiny_vit()
+    d = at.load_dataset("digits", model)
+    batch = d.train.transform(d.train.images[:5])
+    assert batch.shape == (5, 3, 32, 32) and batch.dtype == torch.float32
+    kit = at.load_backbone("kit_vit_tiny", num_classes=10, pretrained=False)
+    t = at.load_dataset("digits", kit).train.transform
+    assert t.size == (32, 32) and t.mean.flatten().tolist() == [0.5, 0.5, 0.5]  # from the kit's data config
+
+
+def test_k_shot_and_n_train_subsets_are_seeded():
+    d = at.load_dataset("mnist5k", k_shot=5, seed=1)
+    assert len(d.train) == 50 and np.bincount(d.train.labels.numpy()).tolist() == [5] * 10
+    assert torch.equal(d.train.images, at.load_dataset("mnist5k", k_shot=5, seed=1).train.images)
+    assert not torch.equal(d.train.images, at.load_dataset("mnist5k", k_shot=5, seed=2).train.images)
+    assert len(at.load_dataset("mnist5k", n_train=300).train) == 300
+    full_val = at.load_dataset("mnist5k").val.images
+    assert torch.equal(at.load_dataset("mnist5k", n_train=300).val.images, full_val)  # subsets never move the split
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        (dict(n_train=10**6), ValueError, "n_train"),
+        (dict(k_shot=1000), ValueError, "k_shot"),
+        (dict(k_shot=2, n_train=3), ValueError, "not both"),
+        (dict(colour=True), TypeError, "no options"),
+    ],
+)
+def test_bad_subset_requests_say_what_to_do(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        at.load_dataset("digits", **kwargs)
+
+
+def test_unknown_dataset_lists_the_choices():
+    with pytest.raises(ValueError, match="mnist5k"):
+        at.load_dataset("imagenet")
+
+
+def test_procedural_dataset_is_deterministic():
+    a = at.load_dataset("procedural", n_fractal=2, n_glyph=2, per_class=10)
+    b = at.load_dataset("procedural", n_fractal=2, n_glyph=2, per_class=10)
+    assert a.num_classes == 4 and len(a.train) + len(a.val) + len(a.test) == 40
+    assert torch.equal(a.train.images, b.train.images)
+
+
+@pytest.mark.skipif(hub_reachable(), reason="online: this checks the offline error")
+def test_online_dataset_fails_fast_and_helpfully_offline(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="offline set"):
+        at.load_dataset("cifar10", root=tmp_path)
+    assert time.perf_counter() - start < 30

@@ -1,0 +1,41 @@
+"""The project's promises about itself: two commands, matching dependency lists, CI = make test."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~\[ ]", req, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_names_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = set(project["dependencies"]) | {r for extra in project["optional-dependencies"].values() for r in extra}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert set(pip) - {"-e ."} == wanted  # same names *and* the same version ranges
+    assert "-e ." in pip
+
+
+def test_ranges_admit_colab_ipywidgets_and_python():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    reqs = {_name(r): Requirement(r).specifier for r in project["dependencies"]}
+    assert "7.7.1" in reqs["ipywidgets"] and "8.1.5" in reqs["ipywidgets"]
+    assert "2.14.1" in reqs["torch"] and "1.0.15" in reqs["timm"]
+    assert all(v in SpecifierSet(project["requires-python"]) for v in ("3.11", "3.12", "3.13"))
+
+
+def test_readme_gives_the_two_commands_first_and_ci_runs_make_test():
+    readme = (ROOT / "README.md").read_text()
+    first_screen = "\n".join(readme.splitlines()[:40])
+    assert "make lab" in first_screen and "make test" in first_screen
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert [line for line in ci.splitlines() if line and not line.startswith(("#", "set ", "cd "))] == ["make test"]

@@ -1,0 +1,90 @@
+"""Training: learns, repeats exactly with a seed, caches features for head-only, reports what it did."""
+
+import copy
+
+import pytest
+import torch
+from conftest import tiny_vit
+
+import adaptertune_lite as at
+from adaptertune_lite.train import warmup_cosine
+
+TINY = dict(epochs=2, batch_size=64, progress=False)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return at.load_dataset("digits", tiny_vit(), n_train=400)
+
+
+def test_same_seed_gives_identical_results_on_cpu(digits):
+    runs = [at.fit(at.add_adapters(tiny_vit(), rank=4), digits.train, digits.val, seed=7, **TINY) for _ in range(2)]
+    assert runs[0].history["loss"] == runs[1].history["loss"]
+    assert runs[0].val_acc == runs[1].val_acc
+    other = at.fit(at.add_adapters(tiny_vit(), rank=4), digits.train, digits.val, seed=8, **TINY)
+    assert other.history["loss"] != runs[0].history["loss"]
+
+
+def test_full_finetune_on_digits_beats_chance_clearly_within_seconds():
+    d = at.load_dataset("digits", tiny_vit())
+    result = at.fit(tiny_vit(), d.train, d.val, method="full_finetune", epochs=10, lr=3e-3, batch_size=32, progress=False)
+    assert result.val_acc > 0.5  # chance is 0.1
+    assert result.trainable_params == result.total_params
+
+
+def test_result_reports_history_params_time_and_memory(digits):
+    model = at.add_adapters(tiny_vit(), rank=4)
+    r = at.fit(model, digits.train, digits.val, eval_each_epoch=True, **TINY)
+    steps = 2 * -(-400 // 64)
+    assert r.steps == steps and len(r.history["loss"]) == steps and len(r.history["lr"]) == steps
+    assert len(r.history["val_acc"]) == 2 and r.val_acc == r.history["val_acc"][-1]
+    assert r.trainable_params == at.count_parameters(model).adapter + at.count_parameters(model).head
+    assert r.wall_time_s > 0 and r.peak_memory_mb > 0 and r.memory_kind == "process_peak_rss"
+    assert "adapter_tune" in r.summary()
+
+
+def test_head_only_on_cached_features_matches_running_the_backbone(digits):
+    """Caching is a speed-up only: the trained head and its accuracy are the same (up to float rounding)."""
+    a, b = tiny_vit(), tiny_vit()
+    ra = at.fit(a, digits.train, digits.val, method="head_only", lr=1e-2, **TINY)
+    rb = at.fit(b, digits.train, digits.val, method="head_only", lr=1e-2, cache_head_features=False, **TINY)
+    torch.testing.assert_close(a.head.weight, b.head.weight, rtol=1e-4, atol=1e-5)
+    assert ra.val_acc == pytest.approx(rb.val_acc, abs=0.02)
+    assert all(torch.equal(p, q) for p, q in zip(a.blocks.parameters(), tiny_vit().blocks.parameters()))
+
+
+def test_frozen_backbone_does_not_move_under_adapter_tune(digits):
+    model = at.add_adapters(tiny_vit(), rank=4)
+    before = copy.deepcopy(model.state_dict())
+    at.fit(model, digits.train, None, **TINY)
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(".adapter." in k or k.startswith("head.") for k in moved)
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    f = warmup_cosine(total_steps=100, warmup_steps=10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+
+
+def test_bad_fit_arguments(digits):
+    with pytest.raises(ValueError, match="epochs"):
+        at.fit(tiny_vit(), digits.train, epochs=0)
+    with pytest.raises(ValueError, match="add_adapters"):
+        at.fit(tiny_vit(), digits.train, method="adapter_tune", **TINY)
+    with pytest.raises(ValueError, match="choose one of"):
+        at.fit(tiny_vit(), digits.train, method="lora", **TINY)
+
+
+def test_fast_mode_follows_the_environment(monkeypatch):
+    monkeypatch.setenv("ADAPTERTUNE_FAST", "0")
+    assert not at.fast_mode() and at.by_mode(1, 50) == 50
+    monkeypatch.setenv("ADAPTERTUNE_FAST", "1")
+    assert at.fast_mode() and at.by_mode(1, 50) == 1
+    monkeypatch.delenv("ADAPTERTUNE_FAST")
+    monkeypatch.setenv("CI", "true")
+    assert at.fast_mode()
+    monkeypatch.setenv("ADAPTERTUNE_FAST", "maybe")
+    with pytest.raises(ValueError, match="1 or 0"):
+        at.fast_mode()
