@@ -44,3 +44,5 @@ __all__ = [
     "by_mode", "describe_device", "fast_mode", "get_device", "seed_everything", "versions",
     "FitResult", "evaluate", "fit",
 ]
+
+from . import plots, recipes  # noqa: E402  (modules used as namespaces: at.plots.use_style())

@@ -1,0 +1,44 @@
+"""Plotting: one style for every figure in the course, and pure functions that draw on an Axes."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def use_style() -> None:
+    """The course's figure style (seaborn 'whitegrid', readable fonts); call once per notebook."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
+    plt.rcParams.update({"figure.figsize": (6.4, 4.0), "figure.dpi": 100, "axes.titleweight": "bold"})
+
+
+def plot_elbow(
+    ranks: Sequence[int],
+    accuracies: np.ndarray,
+    ax: plt.Axes | None = None,
+    label: str = "AdapterTune",
+    references: dict[str, float] | None = None,
+) -> plt.Axes:
+    """Accuracy against adapter rank (log2 x-axis), mean ± std over seeds.
+
+    Args:
+        ranks: the ranks swept, e.g. ``[1, 2, 4, ..., 64]``.
+        accuracies: ``(len(ranks), n_seeds)`` accuracies in [0, 1].
+        references: horizontal lines, e.g. ``{"head-only": 0.71, "full fine-tuning": 0.93}``.
+    """
+    ax = ax or plt.gca()
+    acc = 100 * np.asarray(accuracies, dtype=float).reshape(len(ranks), -1)
+    mean, std = acc.mean(1), acc.std(1)
+    ax.errorbar(ranks, mean, yerr=std, marker="o", capsize=3, label=f"{label} (mean ± std, {acc.shape[1]} seeds)")
+    for i, (name, value) in enumerate((references or {}).items()):
+        ax.axhline(100 * value, ls="--", lw=1, color=f"C{i + 1}", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(ranks), [str(r) for r in ranks])
+    ax.set_xlabel("adapter rank r (bottleneck width)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(loc="lower right", fontsize="small")
+    return ax

@@ -1,0 +1,170 @@
+"""Measure the kit backbone's quality and speed bars, and write a report.
+
+    python benchmarks/kit_backbone.py                 # the bars, 3 seeds (tens of minutes on 2 CPU cores)
+    python benchmarks/kit_backbone.py --quick         # a tiny smoke run (the test suite runs this)
+
+Writes ``<out>/kit_backbone.md`` (table, bars, machine, date), ``kit_backbone.json`` (every run)
+and ``kit_backbone_elbow.png``. Each finished run is stored in the JSON at once (atomically), so
+a killed benchmark resumes where it stopped. Every figure in the report is measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import adaptertune_lite as at
+from adaptertune_lite.recipes import kit_recipe
+from adaptertune_lite.storage import write_json
+
+RANKS = [1, 2, 4, 8, 16, 32, 64]
+SWEEP_RANKS = [1, 2, 4, 8, 16, 32]  # the live 6-rank sweep a lecturer runs
+
+
+def run_one(cfg: dict, data_cache: dict) -> dict:
+    """Train one configuration and return its test accuracy, trainable parameters and time."""
+    model = at.load_backbone(cfg["backbone"], num_classes=10, pretrained=cfg["pretrained"])
+    key = (cfg["dataset"], cfg["n_train"])
+    if key not in data_cache:
+        data_cache[key] = at.load_dataset(cfg["dataset"], model, n_train=cfg["n_train"])
+    data = data_cache[key]
+    if cfg["method"] == "adapter_tune":
+        at.add_adapters(model, rank=cfg["rank"])
+    recipe = {**kit_recipe(cfg["method"], fast=cfg["fast"]), "epochs": cfg["epochs"]}
+    result = at.fit(model, data.train, data.val, method=cfg["method"], seed=cfg["seed"], progress=False, **recipe)
+    counts = at.count_parameters(model)
+    return {
+        "test_acc": at.evaluate(model, data.test),
+        "val_acc": result.val_acc,
+        "trainable": counts.trainable,
+        "fraction_of_full": counts.fraction_of_full,
+        "wall_time_s": result.wall_time_s,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="kit_vit_tiny")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the FAST kit recipe)")
+    p.add_argument("--n-train", type=int, default=2000, help="training images per dataset (digits: at most its split)")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--quick", action="store_true", help="tiny smoke configuration: proves the script runs, measures nothing")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "kit_backbone.json"
+    ranks, sweep_ranks, seeds = RANKS, SWEEP_RANKS, list(range(args.seeds))
+    epochs = args.epochs or kit_recipe("adapter_tune", fast=True)["epochs"]
+    n_train = {"mnist5k": args.n_train, "digits": min(args.n_train, 1258)}
+    if args.quick:
+        ranks, sweep_ranks, seeds, epochs, n_train = [1, 4], [1, 4], [0], 1, {"mnist5k": 64, "digits": 64}
+
+    runs = json.loads(store.read_text())["runs"] if store.is_file() else {}
+    data_cache: dict = {}
+
+    def measure(**cfg) -> dict:
+        cfg = {"backbone": args.backbone, "pretrained": True, "rank": 16, "epochs": epochs, "fast": True, **cfg}
+        cfg["n_train"] = n_train[cfg["dataset"]]
+        key = json.dumps(cfg, sort_keys=True)
+        if key not in runs:
+            runs[key] = {"config": cfg, **run_one(cfg, data_cache)}
+            write_json(store, {"runs": runs})
+            print(f"{cfg['dataset']:8} {cfg['method']:13} r={cfg['rank']:<3} pretrained={cfg['pretrained']!s:5} "
+                  f"seed={cfg['seed']}: test acc {runs[key]['test_acc']:.3f} ({runs[key]['wall_time_s']:.1f} s)", flush=True)
+        return runs[key]
+
+    def accs(**cfg) -> np.ndarray:
+        return np.array([measure(seed=s, **cfg)["test_acc"] for s in seeds])
+
+    res = {}
+    for ds in ("mnist5k", "digits"):
+        res[ds] = {
+            "head_only": accs(dataset=ds, method="head_only"),
+            "adapter_tune": accs(dataset=ds, method="adapter_tune"),
+            "full_finetune": accs(dataset=ds, method="full_finetune"),
+        }
+    res["mnist5k"]["head_only_random"] = accs(dataset="mnist5k", method="head_only", pretrained=False)
+    elbow = np.stack([accs(dataset="mnist5k", method="adapter_tune", rank=r) for r in ranks])
+
+    # Speed: the live 6-rank sweep, FAST recipe, one seed, timed end to end (backbone + data load included).
+    torch.set_num_threads(torch.get_num_threads())
+    start = time.perf_counter()
+    sweep_cache: dict = {}
+    for r in sweep_ranks:
+        run_one({"backbone": args.backbone, "pretrained": True, "dataset": "mnist5k", "method": "adapter_tune",
+                 "rank": r, "seed": 0, "epochs": kit_recipe("adapter_tune", fast=True)["epochs"], "fast": True,
+                 "n_train": 64 if args.quick else at.recipes.kit_n_train(fast=True)}, sweep_cache)
+    sweep_s = time.perf_counter() - start
+
+    m = lambda a: 100 * float(np.mean(a))  # noqa: E731  (percent)
+    s = lambda a: 100 * float(np.std(a))  # noqa: E731
+    frac = runs[json.dumps({"backbone": args.backbone, "pretrained": True, "rank": 16, "epochs": epochs, "fast": True,
+                            "dataset": "mnist5k", "method": "adapter_tune", "seed": 0, "n_train": n_train["mnist5k"]},
+                           sort_keys=True)]["fraction_of_full"]
+    em, es = 100 * elbow.mean(1), 100 * elbow.std(1)
+    i8, i32 = (ranks.index(8), ranks.index(32)) if 8 in ranks and 32 in ranks else (0, len(ranks) - 1)
+    gain_8_32 = em[i32] - em[i8]
+    gain_32_64 = em[-1] - em[i32]
+    monotone = all(em[i + 1] >= em[i] - (es[i] + es[i + 1]) for i in range(len(ranks) - 1))
+    bars = [
+        ("head-only on mnist5k: pretrained - random >= 15 points", m(res["mnist5k"]["head_only"]) - m(res["mnist5k"]["head_only_random"]), 15),
+        ("AdapterTune r=16 - head-only on mnist5k >= 10 points", m(res["mnist5k"]["adapter_tune"]) - m(res["mnist5k"]["head_only"]), 10),
+        ("AdapterTune r=16 - head-only on digits >= 10 points", m(res["digits"]["adapter_tune"]) - m(res["digits"]["head_only"]), 10),
+        ("elbow: gain(8->32) - 3 x gain(32->64) >= 0 points", gain_8_32 - 3 * gain_32_64, 0),
+        ("elbow: non-decreasing within seed noise (1 = yes)", float(monotone), 1),
+        ("AdapterTune r=16 within 3 points of full FT, best target: gap <= 3 (shown negated)",
+         -min(m(res[d]["full_finetune"]) - m(res[d]["adapter_tune"]) for d in ("mnist5k", "digits")), -3),
+        ("AdapterTune r=16 trains <= 5 % of full FT's parameters (shown as -percent)", -100 * frac, -5),
+        ("6-rank FAST sweep on mnist5k <= 60 s (shown as -seconds)", -sweep_s, -60),
+    ]
+
+    at.plots.use_style()
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    at.plots.plot_elbow(ranks, elbow, ax=ax, references={
+        "head-only": float(np.mean(res["mnist5k"]["head_only"])),
+        "full fine-tuning": float(np.mean(res["mnist5k"]["full_finetune"])),
+    })
+    ax.set_title(f"{args.backbone} on mnist5k ({n_train['mnist5k']} training images, {epochs} epochs)")
+    fig.tight_layout()
+    fig.savefig(out / "kit_backbone_elbow.png", dpi=120)
+
+    prov = at.kit_provenance(args.backbone) if not args.quick else {}
+    lines = [
+        f"# Kit backbone report: {args.backbone}",
+        "",
+        f"Measured by `benchmarks/kit_backbone.py` on {dt.date.today().isoformat()}, machine: {platform.machine()}, "
+        f"{at.describe_device()}, torch {torch.__version__}. Seeds: {seeds}. Recipe per method: "
+        f"`adaptertune_lite.recipes.KIT_RECIPES`, {epochs} epochs, training images {n_train}; accuracy on each "
+        "dataset's fixed test split." + (" **QUICK SMOKE RUN: these numbers measure nothing.**" if args.quick else ""),
+        "",
+        f"Backbone provenance: {prov.get('images_seen', 'n/a'):,} procedural images seen in pretraining, held-out pretraining "
+        f"accuracy {prov.get('heldout_accuracy', 'n/a')}, sha256 `{prov.get('sha256', 'n/a')[:16]}...`." if prov else "",
+        "",
+        "| dataset | method | test accuracy % (mean ± std) |",
+        "| --- | --- | --- |",
+    ]
+    for ds, methods in res.items():
+        for name, a in methods.items():
+            lines.append(f"| {ds} | {name} | {m(a):.1f} ± {s(a):.1f} |")
+    lines += ["", "Elbow on mnist5k (AdapterTune, post_block, all blocks):", "", "| rank | test accuracy % |", "| --- | --- |"]
+    lines += [f"| {r} | {em[i]:.1f} ± {es[i]:.1f} |" for i, r in enumerate(ranks)]
+    lines += ["", "| bar | measured | target | pass |", "| --- | --- | --- | --- |"]
+    lines += [f"| {name} | {value:.2f} | {target} | {'yes' if value >= target else 'NO'} |" for name, value, target in bars]
+    lines += ["", "![elbow](kit_backbone_elbow.png)", ""]
+    (out / "kit_backbone.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

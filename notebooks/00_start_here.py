@@ -1,0 +1,104 @@
+# %% [markdown]
+# # 00 · Start here
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/notebooks/00_start_here.ipynb)
+#
+# Welcome to **adaptertune_lite**, a hands-on course on *AdapterTune*: small, zero-initialised,
+# low-rank residual adapters inserted into a **frozen** Vision Transformer (ViT). Only the adapters
+# and the classification head learn; the pretrained backbone stays exactly as it was.
+#
+# **Why care?** Fine-tuning every weight of a large pretrained model costs memory, time and a full
+# copy of the model per task. Adapters train a small fraction of the parameters (the paper reports about
+# 0.92 % of full fine-tuning's at rank 16), and a task then needs only a small file of adapter and
+# head weights. The key trick, zero initialisation, makes
+# the adapted network start *exactly* at the pretrained function, so training cannot
+# damage what the backbone already knows before it has learned anything.
+#
+# ## The course
+#
+# | notebook | what you do | reading + running (estimate) |
+# | --- | --- | --- |
+# | 00 start here | set up, check versions, device and FAST mode | 5 min |
+# | 01 build an adapter | take a ViT apart, write an adapter from scratch, count its parameters | 20 min |
+# | 02 zero-init identity | prove the output is bit-for-bit unchanged at step 0, follow the gradients | 20 min |
+# | 03 drift from random init | see how random initialisation damages the pretrained function | 20 min |
+#
+# Later notebooks compare head-only, AdapterTune and full fine-tuning, and explore rank (the
+# "elbow") and placement with live experiments.
+
+# %% [markdown]
+# ## Setup
+#
+# In JupyterLab started with `make lab` the kit is already installed. On Google Colab (or any
+# Python without it) this cell installs it from the repository.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("adaptertune_lite") is None:  # Colab or a bare Python: install the kit
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/adaptertune-lite/adaptertune_lite"], check=True)
+
+# %% [markdown]
+# Versions and device come first, so that any result below can be traced to what produced it.
+
+# %%
+import adaptertune_lite as at
+
+for package, version in at.versions().items():
+    print(f"{package:<18} {version}")
+print("device:", at.describe_device())
+
+# %% [markdown]
+# ## FAST mode
+#
+# Every experiment in the course runs in one of two sizes with **the same code**:
+#
+# * **FAST** (on automatically without a GPU, and in CI): small data, few epochs, small sweeps, so
+#   each notebook finishes in a few minutes on a laptop CPU.
+# * **full**: the real recipe (more data, more epochs; on a GPU with a timm ViT if you like).
+#
+# Set `ADAPTERTUNE_FAST=1` or `ADAPTERTUNE_FAST=0` in the environment to choose yourself. Notebooks pick sizes
+# with `at.by_mode(fast_value, full_value)`:
+
+# %%
+FAST = at.fast_mode()
+EPOCHS = at.by_mode(3, 50)  # training epochs: 3 in FAST mode, 50 (the official recipe) otherwise
+print(f"FAST mode is {'on' if FAST else 'off'}; a training run here would use {EPOCHS} epochs")
+
+# %% [markdown]
+# ## Offline by default
+#
+# Pretrained ImageNet weights and datasets such as CIFAR-100 need the internet. So the kit ships
+# its own small ViT, **`kit_vit_tiny`**, pretrained by the kit's own script on procedurally generated
+# images (fractals and random-stroke glyphs), and uses image data that ships inside packages:
+# `mnist5k` (5,000 real MNIST digits) and scikit-learn's `digits`. With a GPU and internet, change
+# one line to `at.load_backbone("vit_small_patch16_224", ...)` and `at.load_dataset("cifar100", ...)`.
+#
+# The doctor checks everything the course needs, and says what is missing:
+
+# %%
+from adaptertune_lite.cli import doctor
+
+status = doctor()  # 0 when everything the course needs is present
+assert status == 0, "Something the course needs is missing: see the doctor's report above."
+
+# %% [markdown]
+# ## A first look
+#
+# The kit backbone is an ordinary timm `VisionTransformer`. Its provenance record says how it was
+# pretrained; every number comes from the pretraining run itself.
+
+# %%
+backbone = at.load_backbone("kit_vit_tiny", num_classes=10)  # 10 classes: a fresh head for digits
+provenance = at.kit_provenance("kit_vit_tiny")
+print(type(backbone).__name__, "with", len(backbone.blocks), "blocks of width", backbone.embed_dim)
+print(f"pretrained on {provenance['images_seen']:,} procedural images; "
+      f"held-out accuracy on its {provenance['architecture']['pretrain_classes']} pretraining classes: "
+      f"{provenance['heldout_accuracy']:.1%}")
+print("parameters:", at.count_parameters(backbone))
+
+# %% [markdown]
+# You are ready. Continue with **01 · Build an adapter**.
