@@ -1,0 +1,20 @@
+"""The benchmark scripts run end to end (tiny --quick configuration; the real runs write benchmarks/results/)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_kit_backbone_benchmark_quick_run_writes_a_report(tmp_path):
+    out = subprocess.run([sys.executable, "benchmarks/kit_backbone.py", "--quick", "--out", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = (tmp_path / "kit_backbone.md").read_text()
+    assert "QUICK SMOKE RUN" in report and "| bar | measured | target | pass |" in report
+    assert (tmp_path / "kit_backbone_elbow.png").stat().st_size > 0
+    assert '"runs"' in (tmp_path / "kit_backbone.json").read_text()
