@@ -304,7 +304,7 @@ def load_adapters(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         )
     saved_cfg = meta["adapter_config"]
     current = getattr(model, "adapter_config", None) if adapters_of(model) else None
-    keys = ("rank", "placement", "blocks", "dim")
+    keys = ("rank", "placement", "blocks", "dim", "scale")
     if current is not None and any(current[k] != saved_cfg[k] for k in keys):
         diff = {k: (saved_cfg[k], current[k]) for k in keys if saved_cfg[k] != current[k]}
         raise ValueError(

@@ -12,6 +12,7 @@ backbone is frozen and in eval mode), many times faster.
 
 from __future__ import annotations
 
+import copy
 import math
 import resource
 import time
@@ -93,6 +94,15 @@ def iterate(dataset: Dataset, batch_size: int, shuffle: bool, device: torch.devi
                         pin_memory=device.type == "cuda", persistent_workers=False)
     for x, y in loader:
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def on_device(dataset: Dataset, device: torch.device) -> Dataset:
+    """An in-memory dataset with its tensors moved to ``device`` once (other datasets unchanged)."""
+    if isinstance(dataset, TensorDataset) and dataset.tensors[0].device != device:
+        moved = copy.copy(dataset)  # keeps transform and classes
+        moved.tensors = tuple(t.to(device) for t in dataset.tensors)
+        return moved
+    return dataset
 
 
 def _transform_of(dataset: Dataset):
@@ -185,10 +195,10 @@ def fit(
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
 
-    net, train_data, val_data = model, train, val
+    net, train_data, val_data = model, on_device(train, device), on_device(val, device) if val is not None else None
     if method == "head_only" and cache_head_features:
-        train_data = cache_features(model, train, device=device)
-        val_data = cache_features(model, val, device=device) if val is not None else None
+        train_data = on_device(cache_features(model, train_data, device=device), device)
+        val_data = on_device(cache_features(model, val_data, device=device), device) if val is not None else None
         net = model.get_classifier()
     tf = _transform_of(train_data)
 

@@ -221,3 +221,9 @@ def test_truncated_or_foreign_files_are_rejected(tmp_path, vit):
         assert not at.adapters_of(vit)
     with pytest.raises(FileNotFoundError, match="save_adapters"):
         at.load_adapters(vit, tmp_path / "missing.safetensors")
+
+
+def test_loading_adapters_of_another_scale_is_rejected(tmp_path):
+    path = at.save_adapters(at.add_adapters(tiny_vit().eval(), rank=4, scale=2.0), tmp_path / "a.safetensors")
+    with pytest.raises(ValueError, match="scale"):
+        at.load_adapters(at.add_adapters(tiny_vit().eval(), rank=4, scale=1.0), path)
