@@ -227,3 +227,13 @@ def test_loading_adapters_of_another_scale_is_rejected(tmp_path):
     path = at.save_adapters(at.add_adapters(tiny_vit().eval(), rank=4, scale=2.0), tmp_path / "a.safetensors")
     with pytest.raises(ValueError, match="scale"):
         at.load_adapters(at.add_adapters(tiny_vit().eval(), rank=4, scale=1.0), path)
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path, vit):
+    import os
+    import stat
+
+    path = at.save_adapters(at.add_adapters(vit, rank=2), tmp_path / "a.safetensors")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
