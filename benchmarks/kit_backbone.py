@@ -3,8 +3,10 @@
     python benchmarks/kit_backbone.py                 # the bars, 3 seeds (tens of minutes on 2 CPU cores)
     python benchmarks/kit_backbone.py --quick         # a tiny smoke run (the test suite runs this)
 
-Writes ``<out>/kit_backbone.md`` (table, bars, machine, date), ``kit_backbone.json`` (every run)
-and ``kit_backbone_elbow.png``. Each finished run is stored in the JSON at once (atomically), so
+    python benchmarks/kit_backbone.py --backbone kit_vit_tiny_fractal
+
+Writes ``<out>/<backbone>.md`` (table, bars, machine, date), ``<backbone>.json`` (every run)
+and ``<backbone>_elbow.png``. Each finished run is stored in the JSON at once (atomically), so
 a killed benchmark resumes where it stopped. Every figure in the report is measured here.
 """
 
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    store = out / "kit_backbone.json"
+    store = out / f"{args.backbone}.json"
     ranks, sweep_ranks, seeds = RANKS, SWEEP_RANKS, list(range(args.seeds))
     epochs = args.epochs or kit_recipe("adapter_tune", fast=True)["epochs"]
     n_train = {"mnist5k": args.n_train, "digits": min(args.n_train, 1258)}
@@ -137,7 +139,7 @@ def main(argv=None) -> int:
     })
     ax.set_title(f"{args.backbone} on mnist5k ({n_train['mnist5k']} training images, {epochs} epochs)")
     fig.tight_layout()
-    fig.savefig(out / "kit_backbone_elbow.png", dpi=120)
+    fig.savefig(out / f"{args.backbone}_elbow.png", dpi=120)
 
     prov = at.kit_provenance(args.backbone) if not args.quick else {}
     lines = [
@@ -162,8 +164,8 @@ def main(argv=None) -> int:
     lines += ["", "| bar | measured | target | pass |", "| --- | --- | --- | --- |"]
     ok = lambda v, op, t: v >= t if op == ">=" else v <= t  # noqa: E731
     lines += [f"| {name} | {value:.2f} | {op} {target} | {'yes' if ok(value, op, target) else 'NO'} |" for name, value, op, target in bars]
-    lines += ["", "![elbow](kit_backbone_elbow.png)", ""]
-    (out / "kit_backbone.md").write_text("\n".join(lines))
+    lines += ["", f"![elbow]({args.backbone}_elbow.png)", ""]
+    (out / f"{args.backbone}.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
 

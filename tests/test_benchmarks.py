@@ -14,7 +14,7 @@ def test_kit_backbone_benchmark_quick_run_writes_a_report(tmp_path):
     out = subprocess.run([sys.executable, "benchmarks/kit_backbone.py", "--quick", "--out", str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    report = (tmp_path / "kit_backbone.md").read_text()
+    report = (tmp_path / "kit_vit_tiny.md").read_text()
     assert "QUICK SMOKE RUN" in report and "| bar | measured | target | pass |" in report
-    assert (tmp_path / "kit_backbone_elbow.png").stat().st_size > 0
-    assert '"runs"' in (tmp_path / "kit_backbone.json").read_text()
+    assert (tmp_path / "kit_vit_tiny_elbow.png").stat().st_size > 0
+    assert '"runs"' in (tmp_path / "kit_vit_tiny.json").read_text()
