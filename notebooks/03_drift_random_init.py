@@ -54,7 +54,7 @@ BACKBONE = "kit_vit_tiny"  # the kit backbone: it keeps its pretraining head, wh
 pretrained = at.load_backbone(BACKBONE, num_classes=None).eval()  # the full pretrained network, head included
 recipe = at.kit_provenance(BACKBONE)["recipe"]  # how it was pretrained: which procedural classes
 probe = at.load_dataset("procedural", pretrained, n_fractal=recipe["n_fractal"], n_glyph=recipe["n_glyph"],
-                        class_seed=recipe["seed"], per_class=at.by_mode(3, 10))  # fresh images of its classes
+                        class_seed=recipe["seed"], per_class=at.by_mode(2, 10))  # fresh images of its classes
 images = torch.cat([probe.train.images, probe.val.images, probe.test.images])  # (N, 3, 32, 32) uint8
 labels = torch.cat([probe.train.labels, probe.val.labels, probe.test.labels])  # (N,)
 x_pre = probe.train.transform(images)
@@ -99,7 +99,7 @@ assert summary.loc["random", "mean"] < baseline  # random init damages it before
 # initialisation and, along the way, compare every block's output with the pretrained backbone's.
 
 # %%
-STEPS = at.by_mode(30, 200)  # optimiser steps to follow
+STEPS = at.by_mode(20, 200)  # optimiser steps to follow
 MEASURE_AT = sorted({0, 1, 2, 5, 10, STEPS // 2, STEPS})  # steps at which drift is measured
 BATCH = 64  # images per step
 backbone = at.load_backbone(BACKBONE, num_classes=10).eval()  # fresh 10-class head for digits
