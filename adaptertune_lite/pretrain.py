@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .backbones import KIT_BACKBONES, WEIGHTS_DIR, sha256_of
+from .data import BatchTransform
 from .procedural import GENERATOR_VERSION, ProceduralImages
 from .runtime import describe_device, get_device, seed_everything
 from .storage import atomic_path, write_json
@@ -45,17 +46,11 @@ class PretrainConfig:
     seed: int = 0
 
 
-def _normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
-    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-    return (x.float() / 255 - m) / s
-
-
 @torch.no_grad()
-def _accuracy(model, images, labels, mean, std, batch: int = 512) -> float:
+def _accuracy(model, images, labels, normalise, batch: int = 512) -> float:
     model.eval()
     correct = sum(
-        int((model(_normalise(images[i : i + batch], mean, std)).argmax(-1) == labels[i : i + batch]).sum())
+        int((model(normalise(images[i : i + batch])).argmax(-1) == labels[i : i + batch]).sum())
         for i in range(0, len(labels), batch)
     )
     model.train()
@@ -83,6 +78,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path | None = None, device: str
     eval_x, eval_y = data.dataset(cfg.eval_per_class, seed=cfg.seed + 10_000)
     eval_x, eval_y = eval_x.to(dev), eval_y.to(dev)
     model = kit.build(num_classes=n_classes).to(dev)
+    normalise = BatchTransform((3, kit.img_size, kit.img_size), kit.mean, kit.std).to(dev)  # uint8 -> model input
     opt = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay, dev)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.steps, cfg.warmup_steps))
     g = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
@@ -93,14 +89,14 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path | None = None, device: str
     for step in bar:
         x, y = data.sample(cfg.batch_size, g)
         with amp:
-            loss = F.cross_entropy(model(_normalise(x, kit.mean, kit.std)).float(), y, label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(model(normalise(x)).float(), y, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         sched.step()
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            acc = _accuracy(model, eval_x, eval_y, kit.mean, kit.std)
+            acc = _accuracy(model, eval_x, eval_y, normalise)
             curve.append({"step": step + 1, "loss": round(loss.item(), 4), "heldout_acc": round(acc, 4),
                           "elapsed_s": round(time.perf_counter() - start, 1)})
             bar.set_postfix(loss=f"{loss.item():.3f}", heldout_acc=f"{acc:.3f}")
