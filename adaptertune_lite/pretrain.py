@@ -32,13 +32,13 @@ class PretrainConfig:
     """The pretraining recipe; every field is recorded in the provenance JSON."""
 
     backbone: str = "kit_vit_tiny"
-    n_fractal: int = 256  # fractal classes (IFS attractors)
-    n_glyph: int = 256  # glyph classes (random Bézier strokes)
-    steps: int = 3000  # optimiser steps; each sees a fresh batch
+    n_fractal: int = 512  # fractal classes (IFS attractors)
+    n_glyph: int = 0  # glyph classes (random Bézier strokes); kit_vit_tiny_glyphs: 256 + 256, 3000 steps, 250 warm-up
+    steps: int = 2000  # optimiser steps; each sees a fresh batch
     batch_size: int = 256
     lr: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 0.05
-    warmup_steps: int = 250
+    warmup_steps: int = 200
     label_smoothing: float = 0.1
     grad_clip: float = 1.0
     eval_per_class: int = 8  # held-out images per class for the reported accuracy

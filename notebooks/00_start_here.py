@@ -73,7 +73,7 @@ print(f"FAST mode is {'on' if FAST else 'off'}; a training run here would use {E
 #
 # Pretrained ImageNet weights and datasets such as CIFAR-100 need the internet. So the kit ships
 # its own small ViT, **`kit_vit_tiny`**, pretrained by the kit's own script on procedurally generated
-# images (fractals and random-stroke glyphs), and uses image data that ships inside packages:
+# images (fractals from random iterated function systems), and uses image data that ships inside packages:
 # `mnist5k` (5,000 real MNIST digits) and scikit-learn's `digits`. With a GPU and internet, change
 # one line to `at.load_backbone("vit_small_patch16_224", ...)` and `at.load_dataset("cifar100", ...)`.
 #

@@ -20,7 +20,7 @@ EXPECTED = {
     "00_start_here": ["device:", "All set.", "held-out accuracy"],
     "01_build_an_adapter": ["torch.Size([8, 17, 192])", "my adapter == at.Adapter: True", "304,320"],
     "02_zero_init_identity": ["bitwise identical: 5 of 5 placements", "down-projection gradient is exactly zero"],
-    "03_drift_random_init": ["pretraining-head accuracy at step 0", "linear CKA"],
+    "03_drift_random_init": ["pretraining-head accuracy at step 0", "linear CKA", "relative change of the pooled features"],
 }
 
 
