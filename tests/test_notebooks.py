@@ -51,3 +51,16 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
     for text in EXPECTED.get(path.stem, []):
         assert text in shown, f"{path.name} did not show {text!r}"
     nbformat.write(nb, tmp_path / path.name)  # executed copy, for a human to look at when something fails
+
+
+def test_every_notebook_installs_and_opens_from_the_one_repository_url():
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    repo = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    path = repo.removeprefix("https://github.com/")
+    for py in sorted((ROOT / "notebooks").glob("*.py")):
+        text = py.read_text()
+        assert f'"git+{repo}"' in text, f"{py.name}: the install cell must pip-install git+{repo}"
+        assert f"colab.research.google.com/github/{path}/blob/main/notebooks/{py.stem}.ipynb" in text, py.name
+        assert set(re.findall(r"github\.com/([\w.-]+/[\w.-]+)", text)) == {path}, f"{py.name} names another repository"
