@@ -32,16 +32,20 @@ BAR_EPOCHS = 4  # epochs per run for the quality bars (the speed bar uses the FA
 BAR_N_TRAIN = 2000  # training images per dataset for the quality bars (digits: at most its split)
 
 
+def splits(cfg: dict, model, data_cache: dict):
+    """The dataset's splits with ``n_train`` training images, loaded once per benchmark (every method uses them)."""
+    key = (cfg["dataset"], cfg["n_train"])
+    if key not in data_cache:
+        data_cache[key] = at.load_dataset(cfg["dataset"], model, n_train=cfg["n_train"])
+    return data_cache[key]
+
+
 def pixel_logreg(cfg: dict, data_cache: dict) -> dict:
     """Reference point, not a method of the course: logistic regression on the raw 32x32 grey pixels of
     the same training subset. A linear probe on a backbone's features is judged against it."""
     from sklearn.linear_model import LogisticRegression
 
-    key = (cfg["dataset"], cfg["n_train"])  # the same training subset the methods use
-    if key not in data_cache:
-        data_cache[key] = at.load_dataset(cfg["dataset"], at.load_backbone(cfg["backbone"], pretrained=False),
-                                          n_train=cfg["n_train"])
-    data = data_cache[key]
+    data = splits(cfg, at.load_backbone(cfg["backbone"], pretrained=False), data_cache)  # the methods' training subset
     flat = lambda split: split.images[:, 0].flatten(1).float().numpy() / 255  # noqa: E731  (N, 1024): one grey channel
     start = time.perf_counter()
     clf = LogisticRegression(max_iter=2000).fit(flat(data.train), data.train.labels.numpy())
@@ -52,10 +56,7 @@ def run_one(cfg: dict, data_cache: dict, test: bool = True) -> dict:
     """Train one configuration; return its accuracy (test split unless ``test=False``), parameters and time."""
     at.seed_everything(cfg["seed"])  # the new head and the adapters are initialised from this seed
     model = at.load_backbone(cfg["backbone"], num_classes=10, pretrained=cfg["pretrained"])
-    key = (cfg["dataset"], cfg["n_train"])
-    if key not in data_cache:
-        data_cache[key] = at.load_dataset(cfg["dataset"], model, n_train=cfg["n_train"])
-    data = data_cache[key]
+    data = splits(cfg, model, data_cache)
     if cfg["method"] == "adapter_tune":
         at.add_adapters(model, rank=cfg["rank"])
     recipe = {**cfg["recipe"], "epochs": cfg["epochs"]}
