@@ -189,10 +189,12 @@ def main(argv=None) -> int:
     lines += ["", "`pixel_logreg` is a reference point, not a method of the course: logistic regression (scikit-learn, "
               "default settings) on the raw 32x32 grey pixels of the same training images, one deterministic fit. "
               "`*_random` rows use the same architecture with random weights instead of the pretrained ones."]
+
     def closed(d: str) -> str:  # meaningful only where full FT beats head-only
         gap = m(res[d]["full_finetune"]) - m(res[d]["head_only"])
-        share = (m(res[d]["adapter_tune"]) - m(res[d]["head_only"])) / gap
-        return f"{d} {100 * share:.0f} %" if gap > 0 else f"{d} n/a (full FT does not beat head-only)"
+        if gap <= 0:
+            return f"{d} n/a (full FT does not beat head-only)"
+        return f"{d} {100 * (m(res[d]['adapter_tune']) - m(res[d]['head_only'])) / gap:.0f} %"
 
     lines += ["", "Share of the head-only to full-FT gap that AdapterTune r=16 closes (reported, not a bar): "
               + ", ".join(closed(d) for d in ("mnist5k", "digits")) + "."]
