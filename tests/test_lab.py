@@ -39,13 +39,15 @@ def make_lab(runtime_dir: Path, lab_dir: Path | None = None, **env):
     port = _free_port()
     args = f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token={TOKEN} --ServerApp.open_browser=False"
     cmd = ["make", "-s", "lab", f"LAB_ARGS={args}"] + ([f"LAB_DIR={lab_dir}"] if lab_dir else [])
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime_dir), **env},
-                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = runtime_dir / "lab.log"  # a file, not a pipe: a pipe nobody reads would block a chatty server
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime_dir), **env},
+                                start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
         while True:
-            assert proc.poll() is None, f"`make lab` exited early:\n{proc.stdout.read()}"
+            assert proc.poll() is None, f"`make lab` exited early:\n{log.read_text()}"
             assert time.time() < deadline, "JupyterLab did not answer within 120 s"
             try:
                 urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=5).close()
@@ -108,24 +110,22 @@ def test_notebook_and_widgets_work_in_jupyterlab_in_a_headless_browser(tmp_path)
             "--no-first-run", "--disable-quic"])  # no calls home: this machine has no internet
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         try:
-            def open_notebook(name: str) -> None:
+            def open_and_run_all(name: str) -> None:
                 # a workspace of its own, so that no notebook opened before is restored beside it
                 page.goto(f"{url}/lab/workspaces/{Path(name).stem}/tree/{name}?token={TOKEN}")
                 page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
                 # the status bar shows the kernel JupyterLab started for the notebook once it is ready
                 page.wait_for_selector(".jp-StatusBar-TextItem:has-text('| Idle')", timeout=60_000)
+                page.click("li.lm-MenuBar-item:has-text('Run')")
+                page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
 
-            open_notebook("00_start_here.ipynb")
-            page.click("li.lm-MenuBar-item:has-text('Run')")
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            open_and_run_all("00_start_here.ipynb")
             page.wait_for_selector(".jp-OutputArea-output:has-text('held-out accuracy')", timeout=300_000)
             outputs = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
             assert "All set." in outputs and "device:" in outputs
             assert "Traceback" not in outputs, outputs
 
-            open_notebook("widgets.ipynb")
-            page.click("li.lm-MenuBar-item:has-text('Run')")
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            open_and_run_all("widgets.ipynb")
             page.get_by_role("button", name="run experiment").click(timeout=60_000)  # rendered by the widget frontend
             page.wait_for_selector(".jp-OutputArea-output:has-text('the kernel received the click')", timeout=60_000)
         except Exception:
