@@ -1,5 +1,6 @@
 # Two commands for a newcomer:  make lab  (start the course)   make test  (run the test suite)
 # Both create .venv if missing and install the kit with its extras; nothing else needs installing by hand.
+# No kernel is registered per user: JupyterLab from .venv runs notebooks on its own python3 kernel (.venv's Python).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -17,7 +18,6 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[lab,test]"
-	$(BIN)/python -m ipykernel install --user --name adaptertune-lite --display-name "adaptertune_lite (.venv)" >/dev/null
 	@touch $(STAMP)
 
 lab: $(STAMP)

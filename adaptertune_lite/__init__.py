@@ -2,7 +2,8 @@
 
 Read it top to bottom, one module per concept:
 
-* ``adapters``   – the Adapter module, inserting adapters into a timm ViT, saving/loading them
+* ``adapters``   – the Adapter module and inserting adapters into a timm ViT
+* ``checkpoints`` – saving / loading adapters and head only (safetensors)
 * ``params``     – which parameters train (head_only / adapter_tune / full_finetune), counting them
 * ``backbones``  – timm ViTs and the kit's own offline-pretrained ViT
 * ``procedural`` – formula-driven images (fractals, glyphs) that pretrain the kit backbone
@@ -22,12 +23,11 @@ from .adapters import (
     every_k,
     first_k,
     last_k,
-    load_adapters,
     num_adapter_params,
     resolve_blocks,
-    save_adapters,
 )
 from .backbones import KIT_BACKBONES, extract_features, kit_provenance, load_backbone
+from .checkpoints import load_adapters, save_adapters
 from .data import OFFLINE_DATASETS, ONLINE_DATASETS, DataSplits, load_dataset
 from .params import METHODS, ParamCount, count_parameters, set_trainable
 from .runtime import by_mode, describe_device, fast_mode, get_device, seed_everything, versions

@@ -7,20 +7,17 @@ pretrained function bit for bit until the first optimiser step.
 
 Adapters attach as child modules of the module they modify (``blocks.3.adapter``,
 ``blocks.3.attn.adapter``, ...) and run through a forward hook on that module, so the
-backbone's own ``state_dict`` keys never change.
+backbone's own ``state_dict`` keys never change. Saving and loading them: ``checkpoints``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Sequence, Union
 
 import torch
 from torch import nn
 
-from .storage import atomic_path
+from .backbones import model_width
 
 INITS = ("zero", "small", "random")
 PLACEMENTS = ("post_block", "post_attn", "post_mlp", "houlsby", "parallel")
@@ -29,7 +26,7 @@ BlockSpec = Union[str, Sequence[int]]
 # placement -> [(sub-module of the block that gets the adapter, hook kind)]
 # "" means the block itself. A "residual" hook adds A(output) to the module's output; a
 # "parallel" hook adds A(input) to the output (AdaptFormer: beside the MLP, same input).
-_SITES = {
+SITES = {
     "post_block": [("", "residual")],
     "post_attn": [("attn", "residual")],
     "post_mlp": [("mlp", "residual")],
@@ -147,13 +144,6 @@ def _parallel_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torc
 _HOOKS = {"residual": _residual_hook, "parallel": _parallel_hook}
 
 
-def _model_width(model: nn.Module) -> int:
-    dim = getattr(model, "embed_dim", None) or getattr(model, "num_features", None)
-    if not isinstance(dim, int):
-        raise TypeError("Cannot tell the model's width: expected a timm ViT with an integer `.embed_dim`.")
-    return dim
-
-
 def add_adapters(
     model: nn.Module,
     rank: int = 16,
@@ -191,11 +181,11 @@ def add_adapters(
             "This model already has adapters. Adding them twice would stack two adapters per site: "
             "start from a fresh backbone (load_backbone(...)) instead."
         )
-    dim = _model_width(model)
+    dim = model_width(model)
     indices = resolve_blocks(blocks, len(model.blocks))
     sites = []
     for i in indices:
-        for sub, kind in _SITES[placement]:
+        for sub, kind in SITES[placement]:
             target = model.blocks[i].get_submodule(sub) if sub else model.blocks[i]
             if sub and not isinstance(target, nn.Module):
                 raise TypeError(f"Block {i} has no `.{sub}` module for placement {placement!r}.")
@@ -218,132 +208,6 @@ def add_adapters(
 def adapters_of(model: nn.Module) -> dict[str, Adapter]:
     """All adapters in ``model`` by their module name, e.g. ``{'blocks.0.adapter': Adapter(...)}``."""
     return {name: m for name, m in model.named_modules() if isinstance(m, Adapter)}
-
-
-# ----------------------------------------------------------------------------- save / load
-def _head_name(model: nn.Module) -> str:
-    head = model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "head", None)
-    for name, m in model.named_modules():
-        if m is head and name:
-            return name
-    raise TypeError("Cannot find the classification head: expected a timm model with get_classifier().")
-
-
-def backbone_signature(model: nn.Module) -> dict:
-    """What identifies a backbone for adapter checkpoints: architecture name, width and depth."""
-    arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
-    return {"architecture": arch, "dim": _model_width(model), "depth": len(model.blocks)}
-
-
-def save_adapters(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Save only the adapters and the classification head (safetensors), with the config to rebuild them.
-
-    The file is written to a temporary name and renamed, so an interrupted save never leaves a
-    half-written checkpoint behind. Returns the path written.
-    """
-    from safetensors.torch import save_file
-
-    if not adapters_of(model):
-        raise ValueError("The model has no adapters to save: call add_adapters(model, ...) first.")
-    head = _head_name(model)
-    tensors = {
-        k: v.detach().cpu().contiguous()
-        for k, v in model.state_dict().items()
-        if ".adapter." in f".{k}" or k.startswith(head + ".")
-    }
-    meta = {
-        "format": "adaptertune_lite.adapters/1",
-        "adapter_config": json.dumps(model.adapter_config),
-        "backbone": json.dumps(backbone_signature(model)),
-        "head": head,
-    }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata=meta)
-    return path
-
-
-def read_adapter_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read an adapter checkpoint: ``(tensors, metadata)``; a clear ``ValueError`` if it is not one."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No adapter file at {path}: save one with save_adapters(model, path).")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise ValueError(
-            f"{path} is not a readable safetensors adapter file ({err}). It may be truncated or of another "
-            "format: save it again with save_adapters(model, path)."
-        ) from err
-    if meta.get("format") != "adaptertune_lite.adapters/1":
-        raise ValueError(f"{path} is a safetensors file but not an adapter checkpoint written by save_adapters().")
-    return tensors, {
-        "adapter_config": json.loads(meta["adapter_config"]),
-        "backbone": json.loads(meta["backbone"]),
-        "head": meta["head"],
-    }
-
-
-def load_adapters(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load adapters and head saved by :func:`save_adapters` into ``model`` (in place) and return it.
-
-    If ``model`` has no adapters yet they are added with the saved configuration. Everything is
-    checked first (backbone, adapter config, tensor shapes); on any mismatch a ``ValueError``
-    says what differs and the model is left unmodified.
-    """
-    tensors, meta = read_adapter_file(path)
-    sig = backbone_signature(model)
-    if sig != meta["backbone"]:
-        raise ValueError(
-            f"{path} was saved for backbone {meta['backbone']} but this model is {sig}: load it into the "
-            "same backbone it was trained on (load_backbone(<that name>, ...))."
-        )
-    saved_cfg = meta["adapter_config"]
-    current = getattr(model, "adapter_config", None) if adapters_of(model) else None
-    keys = ("rank", "placement", "blocks", "dim", "scale")
-    if current is not None and any(current[k] != saved_cfg[k] for k in keys):
-        diff = {k: (saved_cfg[k], current[k]) for k in keys if saved_cfg[k] != current[k]}
-        raise ValueError(
-            f"{path} holds adapters with a different configuration (saved, model): {diff}. "
-            "Load it into a fresh backbone (the adapters are then rebuilt from the file) or add matching adapters."
-        )
-    own = model.state_dict()
-    head = meta["head"]
-    for k, v in tensors.items():
-        if not k.startswith(head + ".") and ".adapter." not in f".{k}":
-            raise ValueError(f"{path} holds a non-adapter tensor {k!r}: not an adapter checkpoint.")
-        if k.startswith(head + ".") and (k not in own or own[k].shape != v.shape):
-            shape = tuple(own[k].shape) if k in own else None
-            raise ValueError(
-                f"Head tensor {k} is {tuple(v.shape)} in {path} but {shape} in the model: create the backbone "
-                "with the same num_classes as when the adapters were saved."
-            )
-    expected = _expected_adapter_shapes(saved_cfg)
-    got = {k: tuple(v.shape) for k, v in tensors.items() if ".adapter." in f".{k}"}
-    if expected != got:
-        raise ValueError(
-            f"{path} does not hold the adapter tensors its own config describes ({len(got)} tensors, "
-            f"{len(expected)} expected): the file is damaged; save it again with save_adapters()."
-        )
-    if current is None:  # all checks passed: now modify
-        add_adapters(model, **{k: saved_cfg[k] for k in ("rank", "placement", "blocks", "init", "scale")})
-    model.load_state_dict(tensors, strict=False)
-    return model
-
-
-def _expected_adapter_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes that adapters built from ``cfg`` (an ``adapter_config``) have."""
-    d, r = cfg["dim"], cfg["rank"]
-    out = {}
-    for i in cfg["blocks"]:
-        for sub, _ in _SITES[cfg["placement"]]:
-            p = f"blocks.{i}." + (f"{sub}." if sub else "") + "adapter."
-            out.update({p + "down.weight": (r, d), p + "down.bias": (r,), p + "up.weight": (d, r), p + "up.bias": (d,)})
-    return out
 
 
 def _check_rank(rank: object) -> None:

@@ -191,6 +191,30 @@ def load_backbone(
         hf_constants.HF_HUB_OFFLINE = was
 
 
+# ----------------------------------------------------------------------------- backbone questions
+def model_width(model: nn.Module) -> int:
+    """Width ``d`` of a ViT's residual stream (``embed_dim``)."""
+    dim = getattr(model, "embed_dim", None) or getattr(model, "num_features", None)
+    if not isinstance(dim, int):
+        raise TypeError("Cannot tell the model's width: expected a timm ViT with an integer `.embed_dim`.")
+    return dim
+
+
+def head_name(model: nn.Module) -> str:
+    """The module name of the classification head, e.g. ``'head'``."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "head", None)
+    for name, m in model.named_modules():
+        if m is head and name:
+            return name
+    raise TypeError("Cannot find the classification head: expected a timm model with get_classifier().")
+
+
+def backbone_signature(model: nn.Module) -> dict:
+    """What identifies a backbone for adapter checkpoints: architecture name, width and depth."""
+    arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
+    return {"architecture": arch, "dim": model_width(model), "depth": len(model.blocks)}
+
+
 def extract_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Pooled pre-logit features of a timm ViT: ``(B, C, H, W) -> (B, embed_dim)``; the head maps them to logits."""
     return model.forward_head(model.forward_features(x), pre_logits=True)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .adapters import _head_name, adapters_of
+from .adapters import adapters_of
+from .backbones import head_name
 
 METHODS = ("head_only", "adapter_tune", "full_finetune")
 
@@ -44,7 +45,7 @@ class ParamCount:
 def _partition(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
     """(adapter params, head params, backbone params); each parameter in exactly one list."""
     adapter_ids = {id(p) for a in adapters_of(model).values() for p in a.parameters()}
-    head = model.get_submodule(_head_name(model))
+    head = model.get_submodule(head_name(model))
     head_ids = {id(p) for p in head.parameters()}
     adapters, heads, backbone = [], [], []
     for p in model.parameters():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import threading
 from typing import TypeVar
 
 import numpy as np
@@ -83,3 +84,52 @@ def describe_device(device: torch.device | None = None) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     return f"{device.type}: {torch.get_num_threads()} threads"
+
+
+class PeakMemory:
+    """The peak memory a block of code adds on ``device``, in MiB, measured for that block alone.
+
+    * CUDA: torch's peak allocated bytes during the block minus those allocated at its start.
+    * CPU: the process's resident set size (RSS), sampled every ``interval`` seconds by a
+      background thread, peak minus the level at the start. Spikes shorter than ``interval``
+      can be missed, and memory the allocator kept from earlier work is reused without
+      showing, so compare runs of one process by what each *adds*, not by absolute size.
+
+    >>> with PeakMemory(torch.device("cpu")) as mem:
+    ...     x = torch.ones(2**20)
+    >>> mem.kind, mem.mb >= 0
+    ('cpu_rss_above_start', True)
+    """
+
+    def __init__(self, device: torch.device, interval: float = 0.005):
+        self.device, self.interval, self.mb = device, interval, 0.0
+        self.kind = "cuda_allocated_above_start" if device.type == "cuda" else "cpu_rss_above_start"
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+            return self
+        import psutil
+
+        self._proc = psutil.Process()
+        self._start = self._peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._peak = max(self._peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            peak = max(self._peak, self._proc.memory_info().rss)
+        self.mb = max(0, peak - self._start) / 2**20

@@ -5,16 +5,20 @@ warm-up for 10 % of training (5 of 50 epochs) then cosine decay to zero, gradien
 1.0. On a GPU it uses bf16 autocast and fused AdamW, and never syncs with the host inside the
 step loop: losses and correct counts stay on the device until the epoch ends.
 
-Head-only training runs the frozen backbone once over the data, caches the pooled features,
-and trains the head on them: the same result as running the backbone every step (the
-backbone is frozen and in eval mode), many times faster.
+Train and eval mode, in one place: ``fit`` trains in train mode (as the official code does,
+so dropout and drop-path of a frozen backbone stay active if the model has any), while
+``evaluate`` and ``cache_features`` run in eval mode. Head-only training runs the frozen backbone
+once over the data in eval mode, caches the pooled features, and trains the head on them, many
+times faster than a backbone pass every step. The kit backbones have no dropout or drop-path
+(and LayerNorm keeps no running statistics), so for them both modes compute the same function
+and cached head-only training equals the step-by-step kind; a timm ViT built with
+``drop_path_rate > 0`` differs, and ``cache_head_features=False`` gives the step-by-step kind.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import resource
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -26,13 +30,15 @@ from tqdm.auto import tqdm
 
 from .backbones import extract_features
 from .params import count_parameters, set_trainable
-from .runtime import get_device, seed_everything
+from .runtime import PeakMemory, get_device, seed_everything
 
 
 @dataclass
 class FitResult:
     """What a training run produced. ``history['loss']`` and ``history['lr']`` have one entry per
-    optimiser step; ``history['train_acc']`` (and ``val_acc`` with ``eval_each_epoch``) one per epoch."""
+    optimiser step; ``history['train_acc']`` (and ``val_acc`` with ``eval_each_epoch``) one per epoch.
+    ``peak_memory_mb`` is the peak memory this run added on its device (``memory_kind`` says how it
+    was measured; see :class:`~adaptertune_lite.runtime.PeakMemory`)."""
 
     method: str
     epochs: int
@@ -144,12 +150,6 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
 
-def _peak_memory(device: torch.device) -> tuple[float, str]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
-
-
 def fit(
     model: nn.Module,
     train: Dataset,
@@ -191,59 +191,56 @@ def fit(
     seed_everything(seed, deterministic)
     set_trainable(model, method)
     model.to(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
+    with PeakMemory(device) as memory:  # what this run adds: data copies, features, gradients, optimiser state, activations
+        net, train_data, val_data = model, on_device(train, device), on_device(val, device) if val is not None else None
+        if method == "head_only" and cache_head_features:
+            train_data = on_device(cache_features(model, train_data, device=device), device)
+            val_data = on_device(cache_features(model, val_data, device=device), device) if val is not None else None
+            net = model.get_classifier()
+        tf = _transform_of(train_data)
 
-    net, train_data, val_data = model, on_device(train, device), on_device(val, device) if val is not None else None
-    if method == "head_only" and cache_head_features:
-        train_data = on_device(cache_features(model, train_data, device=device), device)
-        val_data = on_device(cache_features(model, val_data, device=device), device) if val is not None else None
-        net = model.get_classifier()
-    tf = _transform_of(train_data)
+        steps_per_epoch = math.ceil(len(train_data) / batch_size)
+        total = epochs * steps_per_epoch
+        warmup = round((0.1 * epochs if warmup_epochs is None else warmup_epochs) * steps_per_epoch)
+        opt = make_optimizer(net.parameters(), lr, weight_decay, device)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, max(warmup, 1)))
+        trainable = [p for p in net.parameters() if p.requires_grad]
 
-    steps_per_epoch = math.ceil(len(train_data) / batch_size)
-    total = epochs * steps_per_epoch
-    warmup = round((0.1 * epochs if warmup_epochs is None else warmup_epochs) * steps_per_epoch)
-    opt = make_optimizer(net.parameters(), lr, weight_decay, device)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, max(warmup, 1)))
-    trainable = [p for p in net.parameters() if p.requires_grad]
-
-    losses = torch.zeros(total, device=device)
-    lrs: list[float] = []
-    history = {"loss": [], "lr": lrs, "train_acc": [], "val_acc": []}
-    gen = torch.Generator().manual_seed(seed)
-    bar = tqdm(total=total, desc=method, disable=not progress, leave=False)
-    step = 0
-    for epoch in range(epochs):
-        net.train()  # a frozen backbone stays in train mode, as in the official code
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for x, y in iterate(train_data, batch_size, True, device, gen):
-            with _autocast(device):
-                logits = net(tf(x))
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
-            opt.step()
-            lrs.append(sched.get_last_lr()[0])
-            sched.step()
-            losses[step] = loss.detach()
-            correct += (logits.argmax(-1) == y).sum()
-            step += 1
-            bar.update()
-        history["train_acc"].append(correct.item() / len(train_data))  # one host sync per epoch
-        if eval_each_epoch and val_data is not None:
-            history["val_acc"].append(evaluate(net, val_data, device=device))
-        bar.set_postfix(loss=f"{losses[step - 1].item():.3f}", train_acc=f"{history['train_acc'][-1]:.3f}")
-    bar.close()
-    history["loss"] = losses.cpu().tolist()
-    val_acc = None
-    if val_data is not None:
-        val_acc = history["val_acc"][-1] if history["val_acc"] else evaluate(net, val_data, device=device)
+        losses = torch.zeros(total, device=device)
+        lrs: list[float] = []
+        history = {"loss": [], "lr": lrs, "train_acc": [], "val_acc": []}
+        gen = torch.Generator().manual_seed(seed)
+        bar = tqdm(total=total, desc=method, disable=not progress, leave=False)
+        step = 0
+        for epoch in range(epochs):
+            net.train()  # a frozen backbone stays in train mode, as in the official code
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            for x, y in iterate(train_data, batch_size, True, device, gen):
+                with _autocast(device):
+                    logits = net(tf(x))
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_clip:
+                    torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
+                opt.step()
+                lrs.append(sched.get_last_lr()[0])
+                sched.step()
+                losses[step] = loss.detach()
+                correct += (logits.argmax(-1) == y).sum()
+                step += 1
+                bar.update()
+            history["train_acc"].append(correct.item() / len(train_data))  # one host sync per epoch
+            if eval_each_epoch and val_data is not None:
+                history["val_acc"].append(evaluate(net, val_data, device=device))
+            bar.set_postfix(loss=f"{losses[step - 1].item():.3f}", train_acc=f"{history['train_acc'][-1]:.3f}")
+        bar.close()
+        history["loss"] = losses.cpu().tolist()
+        val_acc = None
+        if val_data is not None:
+            val_acc = history["val_acc"][-1] if history["val_acc"] else evaluate(net, val_data, device=device)
     counts = count_parameters(model)
-    peak, kind = _peak_memory(device)
     return FitResult(
         method=method,
         epochs=epochs,
@@ -253,8 +250,8 @@ def fit(
         trainable_params=counts.trainable,
         total_params=counts.total,
         wall_time_s=time.perf_counter() - start,
-        peak_memory_mb=peak,
-        memory_kind=kind,
+        peak_memory_mb=memory.mb,
+        memory_kind=memory.kind,
         device=str(device),
         history=history,
     )

@@ -110,6 +110,7 @@ nn.init.zeros_(up.weight)  # zero init: the adapter's output is exactly 0 ...
 nn.init.zeros_(up.bias)  # ... for every input
 print("up:", up.weight.shape)
 
+
 # %% [markdown]
 # Put together as a module, with the same initialisation. Its `forward` returns the *update* `A(h)`;
 # the caller adds it to the stream.
@@ -141,6 +142,7 @@ same = torch.equal(mine(h), kit(h))
 print("my adapter == at.Adapter:", same)
 assert same
 print("output of a zero-initialised adapter is exactly zero:", torch.equal(kit(h), torch.zeros_like(h)))
+
 
 # %% [markdown]
 # ## 3 · How many parameters?

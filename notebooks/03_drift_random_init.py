@@ -185,6 +185,7 @@ plt.show()
 early = {init: np.array(final.query("init == @init")["loss"].tolist())[:, :5].mean() for init in INITS}
 print("mean loss over the first 5 steps:", {k: round(v, 3) for k, v in early.items()})
 
+
 # %% [markdown]
 # **Two effects pull the early loss in opposite directions.** Random init starts from damaged features (part (a)),
 # which costs loss. But it also makes every step move the features more: the change a step makes to an adapter's

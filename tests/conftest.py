@@ -1,14 +1,8 @@
-"""Shared tiny models. Everything here builds in milliseconds on a CPU."""
+"""Fixtures shared by every test file (plain helpers live in helpers.py)."""
 
 import pytest
 import torch
-from timm.models.vision_transformer import VisionTransformer
-
-
-def tiny_vit(num_classes: int = 10, depth: int = 4, dim: int = 32, seed: int = 0) -> VisionTransformer:
-    """A 4-block, 32-wide ViT on 32x32 images (8x8 patches): the smallest real timm ViT."""
-    torch.manual_seed(seed)
-    return VisionTransformer(img_size=32, patch_size=8, embed_dim=dim, depth=depth, num_heads=2, num_classes=num_classes)
+from helpers import tiny_vit
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import copy
 import pytest
 import timm
 import torch
-from conftest import tiny_vit
+from helpers import tiny_vit
 from safetensors import safe_open
 
 import adaptertune_lite as at
@@ -132,11 +132,18 @@ def test_set_trainable_leaves_exactly_the_intended_tensors_trainable(vit):
 
 def test_save_then_load_into_a_fresh_backbone_gives_identical_logits(tmp_path, images):
     model = at.add_adapters(tiny_vit().eval(), rank=4, placement="houlsby", blocks=[1, 3], init="random")
+    at.set_trainable(model, "adapter_tune")
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(3):  # train first (as peft's test_parameters_after_loading_model does): the saved
+        opt.zero_grad()  # weights then differ from anything a fresh model could draw by itself
+        torch.nn.functional.cross_entropy(model(images), torch.tensor([1, 2, 3])).backward()
+        opt.step()
     path = at.save_adapters(model, tmp_path / "adapters.safetensors")
     with safe_open(str(path), framework="pt") as f:
         keys = list(f.keys())
     assert keys and all(".adapter." in k or k.startswith("head.") for k in keys)  # no backbone weights
-    fresh = tiny_vit().eval()  # same backbone weights (same seed), new random head
+    fresh = tiny_vit().eval()  # same backbone weights (same seed), untrained head
+    assert not torch.allclose(fresh(images), model(images))
     at.load_adapters(fresh, path)
     assert torch.equal(fresh(images), model(images))
     assert fresh.adapter_config == model.adapter_config

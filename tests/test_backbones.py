@@ -4,10 +4,11 @@ import time
 
 import pytest
 import torch
+from helpers import skip_if_online
 
 import adaptertune_lite as at
 from adaptertune_lite import backbones
-from adaptertune_lite.backbones import KitBackbone, hub_reachable
+from adaptertune_lite.backbones import KitBackbone
 
 
 def test_random_timm_vit_with_a_new_head():
@@ -15,8 +16,8 @@ def test_random_timm_vit_with_a_new_head():
     assert model.head.out_features == 7 and len(model.blocks) == 12
 
 
-@pytest.mark.skipif(hub_reachable(), reason="online: this checks the offline error")
 def test_pretrained_timm_vit_fails_fast_offline_and_says_what_to_do():
+    skip_if_online()
     start = time.perf_counter()
     with pytest.raises(RuntimeError, match="kit_vit_tiny") as err:
         at.load_backbone("vit_small_patch16_224", num_classes=10, pretrained=True)

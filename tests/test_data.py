@@ -5,10 +5,9 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_vit
+from helpers import skip_if_online, tiny_vit
 
 import adaptertune_lite as at
-from adaptertune_lite.backbones import hub_reachable
 
 
 def test_mnist5k_is_5000_real_digits_in_fixed_disjoint_splits():
@@ -75,8 +74,8 @@ def test_procedural_dataset_is_deterministic():
     assert torch.equal(a.train.images, b.train.images)
 
 
-@pytest.mark.skipif(hub_reachable(), reason="online: this checks the offline error")
 def test_online_dataset_fails_fast_and_helpfully_offline(tmp_path):
+    skip_if_online()
     start = time.perf_counter()
     with pytest.raises(RuntimeError, match="offline set"):
         at.load_dataset("cifar10", root=tmp_path)

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conftest import tiny_vit
+from helpers import tiny_vit
 
 import adaptertune_lite as at
 from adaptertune_lite.drift import block_cka, linear_cka

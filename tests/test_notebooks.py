@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import pyproject
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +30,31 @@ def test_ipynb_twins_are_in_sync_with_their_sources():
     assert out.returncode == 0, out.stderr
     for py in (ROOT / "notebooks").glob("*.py"):
         assert py.with_suffix(".ipynb").is_file()
+
+
+def test_a_student_who_runs_and_saves_a_notebook_breaks_neither_its_source_nor_the_sync_check(tmp_path):
+    """JupyterLab saves outputs into the .ipynb and jupytext rewrites the paired .py (here: `jupytext --sync`,
+    which reads the same jupytext.toml). The .py must come back byte-for-byte, and the twin check must pass."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import sync_notebooks
+
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "jupytext.toml").write_text((ROOT / "jupytext.toml").read_text())
+    for py in sorted((ROOT / "notebooks").glob("*.py")):
+        src, twin = tmp_path / "notebooks" / py.name, tmp_path / "notebooks" / f"{py.stem}.ipynb"
+        src.write_text(py.read_text())
+        nb = nbformat.reads(sync_notebooks.render(py), as_version=4)
+        for i, cell in enumerate(nb.cells):  # what a run leaves behind
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [nbformat.v4.new_output("stream", text="ran\n")], i
+                cell.metadata["execution"] = {"iopub.status.idle": "2026-11-23T10:00:00"}
+        nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+        nbformat.write(nb, twin)
+        os.utime(twin, (src.stat().st_mtime + 10,) * 2)  # the .ipynb is the newer file, as after a save
+        out = subprocess.run([sys.executable, "-m", "jupytext", "--sync", str(twin)], cwd=tmp_path, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert src.read_text() == py.read_text(), f"saving {twin.name} rewrote {py.name}"
+        assert sync_notebooks.cells(twin.read_text()) == sync_notebooks.cells(sync_notebooks.render(py))
 
 
 def _outputs(nb) -> str:
@@ -56,8 +82,7 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
 def test_every_notebook_installs_and_opens_from_the_one_repository_url():
     import re
 
-    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-    repo = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    repo = pyproject()["project"]["urls"]["Repository"]
     path = repo.removeprefix("https://github.com/")
     for py in sorted((ROOT / "notebooks").glob("*.py")):
         text = py.read_text()

@@ -1,10 +1,10 @@
 """The project's promises about itself: two commands, matching dependency lists, CI = make test."""
 
 import re
-import tomllib
 from pathlib import Path
 
 import yaml
+from helpers import pyproject
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,7 +14,7 @@ def _name(req: str) -> str:
 
 
 def test_environment_yml_names_the_same_dependencies_as_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = pyproject()["project"]
     wanted = set(project["dependencies"]) | {r for extra in project["optional-dependencies"].values() for r in extra}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
@@ -23,7 +23,7 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
 
 
 def test_ranges_admit_colab_ipywidgets_and_python():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = pyproject()["project"]
     from packaging.requirements import Requirement
     from packaging.specifiers import SpecifierSet
 
