@@ -43,3 +43,10 @@ def test_readme_gives_the_two_commands_first_and_ci_runs_make_test():
     # before it, only set-up that README also names (Debian's chromium for the browser test); nothing else tests
     assert not any("pytest" in c or c.startswith("make") for c in commands[:-1])
     assert "apt install chromium" in readme
+
+
+def test_make_registers_no_kernel_per_user():
+    """A per-user kernel outlives the checkout that registered it (the last `make` wins, and two kernels show
+    in the Launcher). JupyterLab from .venv runs the notebooks on its own python3 kernel instead."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert "kernelspec install" not in makefile and "ipykernel install" not in makefile
