@@ -190,7 +190,7 @@ def main(argv=None) -> int:
         (f"live FAST sweep on {d0}: accuracy(r=32) minus accuracy(r=1) (points)", sweep_rise, ">=", 10),
         ("mnist5k: head-only, pretrained minus random backbone (points)",
          m(res["mnist5k"]["head_only"]) - m(res["mnist5k"]["head_only_random"]), ">=", 15),
-        (f"AdapterTune r=16 trainable parameters, % of full FT", 100 * frac, "<=", 5),
+        ("AdapterTune r=16 trainable parameters, % of full FT", 100 * frac, "<=", 5),
     ]
 
     at.plots.use_style()
@@ -236,12 +236,12 @@ def main(argv=None) -> int:
     shares = ", ".join(f"{d} {closed(d):.0f} %" if not math.isnan(closed(d)) else f"{d} n/a (full FT does not beat head-only)"
                        for d in targets)
     lines += ["", f"Share of the head-only to full-FT gap that AdapterTune r=16 closes: {shares}."]
-    lines += ["", f"## Rank elbow (AdapterTune, post_block, all blocks)", "",
+    lines += ["", "## Rank elbow (AdapterTune, post_block, all blocks)", "",
               "| rank | " + " | ".join(f"{ds} test accuracy %" for ds in elbows) + " |", "| --- |" + " --- |" * len(elbows)]
     lines += [f"| {r} | " + " | ".join(f"{100 * a[i].mean():.1f} ± {100 * a[i].std():.1f}" for a in elbows.values()) + " |"
               for i, r in enumerate(ranks)]
     lines += ["", f"![elbow]({args.backbone}_elbow.png)"]
-    lines += ["", f"## Few-shot regime (reported, not a bar)", "",
+    lines += ["", "## Few-shot regime (reported, not a bar)", "",
               f"k training images per class (a fresh draw per seed), the same recipes, at least {FEW_SHOT_STEPS} optimiser "
               f"steps per run (epochs = max({epochs}, ceil({FEW_SHOT_STEPS} / steps per epoch))); test accuracy %.", "",
               "| dataset | k | " + " | ".join(METHODS) + " | AdapterTune minus full FT |", "| --- | --- |" + " --- |" * (len(METHODS) + 1)]
@@ -249,7 +249,7 @@ def main(argv=None) -> int:
         diff = 100 * (row["adapter_tune"] - row["full_finetune"])  # paired by seed: same images, same head init
         lines.append(f"| {ds} | {k} | " + " | ".join(f"{m(row[c]):.1f} ± {s(row[c]):.1f}" for c in METHODS)
                      + f" | {diff.mean():+.1f} ± {diff.std():.1f} |")
-    lines += ["", f"## Live sweep", "", f"The lecture's live sweep on {DEFAULT_TARGET} (FAST recipe: {fast['epochs']} epochs, "
+    lines += ["", "## Live sweep", "", f"The lecture's live sweep on {DEFAULT_TARGET} (FAST recipe: {fast['epochs']} epochs, "
               f"{sweep_n} images, seed 0, timed end to end), validation accuracy %: "
               + ", ".join(f"r={r}: {100 * v:.1f}" for r, v in zip(sweep_ranks, sweep_val)) + "."]
     lines += ["", "## Bars", "", "| bar | measured | target | pass |", "| --- | --- | --- | --- |"]
