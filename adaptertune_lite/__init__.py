@@ -9,6 +9,7 @@ Read it top to bottom, one module per concept:
 * ``procedural`` – formula-driven images (fractals, glyphs) that pretrain the kit backbone
 * ``data``       – offline and torchvision datasets with the backbone's input transform
 * ``train``      – ``fit`` and ``evaluate``
+* ``experiments`` – run configs, resumable sweeps with a result cache, the elbow fit
 * ``pretrain``   – the recipe behind the shipped kit weights
 * ``runtime``    – device, seeds, FAST mode, versions
 * ``storage``    – atomic writes
@@ -29,6 +30,7 @@ from .adapters import (
 from .backbones import KIT_BACKBONES, extract_features, kit_provenance, load_backbone
 from .checkpoints import load_adapters, save_adapters
 from .data import OFFLINE_DATASETS, ONLINE_DATASETS, DataSplits, load_dataset
+from .experiments import ElbowFit, RunConfig, fit_elbow, grid, run, sweep
 from .params import METHODS, ParamCount, count_parameters, set_trainable
 from .runtime import by_mode, describe_device, fast_mode, get_device, seed_everything, versions
 from .train import FitResult, evaluate, fit
@@ -43,6 +45,7 @@ __all__ = [
     "METHODS", "ParamCount", "count_parameters", "set_trainable",
     "by_mode", "describe_device", "fast_mode", "get_device", "seed_everything", "versions",
     "FitResult", "evaluate", "fit",
+    "ElbowFit", "RunConfig", "fit_elbow", "grid", "run", "sweep",
 ]
 
 from . import plots, recipes  # noqa: E402  (modules used as namespaces: at.plots.use_style())

@@ -1,4 +1,5 @@
-"""The ``adaptertune-lite`` command: ``doctor`` checks a setup, ``pretrain`` builds the kit backbone."""
+"""The ``adaptertune-lite`` command: ``doctor`` checks a setup, ``pretrain`` builds the kit backbone,
+``sweep`` runs (or resumes) a grid of experiments."""
 
 from __future__ import annotations
 
@@ -47,6 +48,30 @@ def doctor() -> int:
     return 0
 
 
+def _csv(kind):
+    return lambda text: [kind(v) for v in text.split(",") if v]
+
+
+def sweep_command(args) -> int:
+    """Run the grid the flags describe; print one line per run; results stay in OUT/runs/."""
+    from . import experiments
+
+    fast = {"fast": True, "full": False, "auto": None}[args.budget]
+    changes = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("n_train", args.n_train)) if v is not None}
+    base = experiments.RunConfig.from_recipe(args.method, args.dataset, fast, backbone=args.backbone, **changes)
+    axes = {"seed": args.seeds}
+    if args.method == "adapter_tune":
+        axes |= {"rank": args.ranks, "placement": args.placements, "blocks": args.blocks}
+    configs = experiments.grid(base, **axes)
+    results = experiments.sweep(configs, args.out, progress=sys.stderr.isatty())
+    print(f"{'rank':>4} {'placement':<10} {'blocks':<8} {'seed':>4} {'val %':>6} {'test %':>6} {'time s':>7}")
+    for c, r in zip(configs, results):
+        print(f"{c.rank:>4} {c.placement:<10} {str(c.blocks):<8} {c.seed:>4} {100 * r['val_acc']:>6.1f} "
+              f"{100 * r['test_acc']:>6.1f} {r['wall_time_s']:>7.1f}")
+    print(f"{len(results)} runs; results in {args.out}/runs/")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .pretrain import PretrainConfig
 
@@ -58,10 +83,28 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, help=f"(default {f.default})")
     p.add_argument("--out", default=None, help="output folder (default: the package's weights folder)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    s = sub.add_parser("sweep", help="run a grid of experiments; finished runs are reused, so a killed sweep resumes")
+    s.add_argument("--backbone", default="kit_vit_tiny")
+    s.add_argument("--dataset", default=None, help="default: the course default target")
+    s.add_argument("--method", default="adapter_tune", choices=("head_only", "adapter_tune", "full_finetune"))
+    s.add_argument("--ranks", type=_csv(int), default=[16], help="comma-separated, e.g. 1,2,4,8")
+    s.add_argument("--placements", type=_csv(str), default=["post_block"], help="e.g. post_block,houlsby")
+    s.add_argument("--blocks", type=_csv(str), default=["all"], help="e.g. all,last:2,every:2")
+    s.add_argument("--seeds", type=_csv(int), default=[0], help="e.g. 0,1,2")
+    s.add_argument("--budget", choices=("auto", "fast", "full"), default="auto", help="kit recipe budget (auto: FAST mode decides)")
+    s.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    s.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
+    s.add_argument("--n-train", type=int, default=None, help="override the recipe's training images")
+    s.add_argument("--out", required=True, help="results folder (runs/<key>.json inside)")
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
         return doctor()
+    if args.command == "sweep":
+        from .recipes import DEFAULT_TARGET
+
+        args.dataset = args.dataset or DEFAULT_TARGET
+        return sweep_command(args)
     from .pretrain import pretrain
 
     cfg = PretrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainConfig)})

@@ -21,6 +21,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -169,6 +170,7 @@ def fit(
     eval_each_epoch: bool = False,
     progress: bool = True,
     deterministic: bool = False,
+    callbacks: Sequence[Callable[[dict], None]] = (),
 ) -> FitResult:
     """Train ``model`` with ``method`` (``head_only``, ``adapter_tune`` or ``full_finetune``).
 
@@ -182,6 +184,10 @@ def fit(
         seed: seeds initialisation order, shuffling and dropout; the same seed repeats exactly on CPU.
         cache_head_features: for ``head_only``, train the head on cached backbone features.
         eval_each_epoch: also record validation accuracy after every epoch.
+        callbacks: functions called after every optimiser step with ``{"step", "epoch", "loss", "lr"}``
+            (as minGPT's ``on_batch_end``): e.g. to stream a live loss curve. ``loss`` is a 0-dim tensor on
+            the device; calling ``.item()`` on it syncs with the host, so a callback that plots should do it
+            every few steps, not every step.
 
     Returns a :class:`FitResult`.
     """
@@ -229,6 +235,8 @@ def fit(
                 sched.step()
                 losses[step] = loss.detach()
                 correct += (logits.argmax(-1) == y).sum()
+                for callback in callbacks:
+                    callback({"step": step, "epoch": epoch, "loss": losses[step], "lr": lrs[-1]})
                 step += 1
                 bar.update()
             history["train_acc"].append(correct.item() / len(train_data))  # one host sync per epoch

@@ -43,6 +43,13 @@ def test_result_reports_history_params_time_and_memory(digits):
     assert "adapter_tune" in r.summary()
 
 
+def test_callbacks_see_every_step_with_its_loss_and_learning_rate(digits):
+    seen = []
+    r = at.fit(tiny_vit(), digits.train, method="full_finetune", callbacks=[seen.append], **TINY)
+    assert [s["step"] for s in seen] == list(range(r.steps)) and [s["epoch"] for s in seen][-1] == 1
+    assert [float(s["loss"]) for s in seen] == r.history["loss"] and [s["lr"] for s in seen] == r.history["lr"]
+
+
 def test_peak_memory_is_each_runs_own_not_the_process_lifetime_peak(digits):
     """A head-only run after a full fine-tuning run reports less: it adds no gradients or optimiser state
     for the backbone. (A lifetime peak, such as ru_maxrss, would report the same figure twice.)"""

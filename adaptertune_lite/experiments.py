@@ -1,0 +1,249 @@
+"""Experiments: one run is a frozen config; a sweep runs the configs whose results are missing.
+
+* :class:`RunConfig` names everything a run depends on; its :meth:`~RunConfig.key` (a hash of the
+  config and the kit version) names its result file, ``OUT/runs/<key>.json``.
+* :func:`run` trains and evaluates one config through :func:`~adaptertune_lite.train.fit`.
+* :func:`sweep` runs what is missing and reuses what is there. Each result is written atomically
+  as soon as its run ends, so a sweep killed mid-way resumes without recomputing anything that
+  finished; a corrupt or partial result file is detected and recomputed, never used.
+* :func:`fit_elbow` fits a saturating curve of accuracy against rank and marks the elbow.
+
+Runs are independent and idempotent, so a long sweep can be split over processes, GPUs or
+machines that share ``OUT``: each writes only its own runs' files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .recipes import DEFAULT_TARGET, kit_n_train, kit_recipe
+from .storage import write_json
+
+RESULT_FORMAT = "adaptertune_lite.run/1"
+
+
+def _kit_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run depends on. Frozen and hashable; :meth:`key` names its result.
+
+    Args:
+        backbone: a kit backbone or timm ViT name (:func:`~adaptertune_lite.backbones.load_backbone`).
+        dataset: a dataset name (:func:`~adaptertune_lite.data.load_dataset`).
+        method: ``head_only``, ``adapter_tune`` or ``full_finetune``.
+        rank, placement, blocks, init, scale: the adapters (``adapter_tune`` only; see ``add_adapters``).
+        seed: initialisation and shuffling; with ``k_shot`` also which images are drawn.
+        n_train / k_shot: training images overall or per class (``None``: the whole train split).
+        epochs, lr, weight_decay, batch_size: the optimisation recipe.
+        pretrained: pretrained backbone weights (``False``: random initialisation).
+    """
+
+    backbone: str = "kit_vit_tiny"
+    dataset: str = DEFAULT_TARGET
+    method: str = "adapter_tune"
+    rank: int = 16
+    placement: str = "post_block"
+    blocks: str | tuple[int, ...] = "all"
+    init: str = "zero"
+    scale: float = 1.0
+    seed: int = 0
+    n_train: int | None = None
+    k_shot: int | None = None
+    epochs: int = 3
+    lr: float = 5e-3
+    weight_decay: float = 0.05
+    batch_size: int = 64
+    pretrained: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.blocks, list):  # lists are not hashable; keep the config frozen and hashable
+            object.__setattr__(self, "blocks", tuple(self.blocks))
+
+    @classmethod
+    def from_recipe(cls, method: str = "adapter_tune", dataset: str = DEFAULT_TARGET, fast: bool | None = None, **changes) -> "RunConfig":
+        """A config with the kit recipe for ``method`` on ``dataset`` (FAST or full budget), then ``changes``."""
+        recipe = kit_recipe(method, dataset, fast)
+        base = dict(method=method, dataset=dataset, n_train=kit_n_train(dataset, fast), **recipe)
+        return cls(**{**base, **changes})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["blocks"] = list(self.blocks) if isinstance(self.blocks, tuple) else self.blocks
+        return d
+
+    def key(self) -> str:
+        """16 hex digits naming this run: a hash of the config and the kit version.
+
+        Adapter settings do not enter the key of a run without adapters, so a head-only run is
+        computed once however many ranks a sweep lists.
+        """
+        d = self.to_dict()
+        if self.method != "adapter_tune":
+            for name in ("rank", "placement", "blocks", "init", "scale"):
+                d.pop(name)
+        text = json.dumps({"config": d, "kit": _kit_version()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run(config: RunConfig, data_cache: dict | None = None, progress: bool = True, device=None, callbacks=()) -> dict:
+    """Train and evaluate one config. Returns its result as a JSON-ready dict.
+
+    ``data_cache`` (a dict) lets the runs of one process share loaded datasets.
+    """
+    import time
+
+    from . import adapters, backbones, data, params, runtime, train
+
+    start = time.perf_counter()
+    runtime.seed_everything(config.seed)  # the new head and the adapters are initialised from this seed
+    model = backbones.load_backbone(config.backbone, num_classes=None, pretrained=config.pretrained)
+    subset_seed = config.seed if config.k_shot else 0  # an n_train subset is the same for every seed
+    cache_key = (config.backbone, config.dataset, config.n_train, config.k_shot, subset_seed)
+    cache = data_cache if data_cache is not None else {}
+    if cache_key not in cache:
+        cache[cache_key] = data.load_dataset(config.dataset, model, n_train=config.n_train, k_shot=config.k_shot, seed=subset_seed)
+    splits = cache[cache_key]
+    model.reset_classifier(splits.num_classes)
+    if config.method == "adapter_tune":
+        adapters.add_adapters(model, rank=config.rank, placement=config.placement, blocks=config.blocks,
+                              init=config.init, scale=config.scale)
+    result = train.fit(model, splits.train, splits.val, method=config.method, epochs=config.epochs, lr=config.lr,
+                       weight_decay=config.weight_decay, batch_size=config.batch_size, seed=config.seed,
+                       device=device, progress=progress, callbacks=callbacks)
+    counts = params.count_parameters(model)
+    return {
+        "format": RESULT_FORMAT,
+        "key": config.key(),
+        "config": config.to_dict(),
+        "kit_version": _kit_version(),
+        "val_acc": result.val_acc,
+        "test_acc": train.evaluate(model, splits.test, device=result.device),
+        "trainable_params": counts.trainable,
+        "fraction_of_full": counts.fraction_of_full,
+        "train_wall_time_s": result.wall_time_s,
+        "wall_time_s": time.perf_counter() - start,
+        "peak_memory_mb": result.peak_memory_mb,
+        "memory_kind": result.memory_kind,
+        "device": result.device,
+        "loss": result.history["loss"],
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def result_path(out_dir: str | os.PathLike, config: RunConfig) -> Path:
+    """Where ``config``'s result lives: ``out_dir/runs/<key>.json``."""
+    return Path(out_dir) / "runs" / f"{config.key()}.json"
+
+
+def load_result(path: str | os.PathLike, config: RunConfig | None = None) -> dict | None:
+    """A finished run's result, or ``None`` if the file is missing, unreadable, partial, or not ``config``'s."""
+    try:
+        res = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    required = ("format", "key", "config", "val_acc", "test_acc", "wall_time_s")
+    if not isinstance(res, dict) or res.get("format") != RESULT_FORMAT or any(k not in res for k in required):
+        return None
+    if config is not None and (res["key"] != config.key() or res["config"] != config.to_dict()):
+        return None
+    return res
+
+
+def sweep(configs: Iterable[RunConfig], out_dir: str | os.PathLike, progress: bool = True, device=None) -> list[dict]:
+    """Run every config whose result is not in ``out_dir/runs/`` yet; return all results in ``configs``' order.
+
+    A progress bar counts runs (each run's own bar nests below it). Each result file is written
+    atomically when its run ends: kill the sweep at any moment and run it again to resume.
+    Duplicate configs (same key) are run once.
+    """
+    configs = list(configs)
+    results: dict[str, dict] = {}
+    todo = []
+    for c in configs:
+        if c.key() in results:
+            continue
+        found = load_result(result_path(out_dir, c), c)
+        if found is not None:
+            results[c.key()] = found
+        elif all(c.key() != t.key() for t in todo):
+            todo.append(c)
+    data_cache: dict = {}
+    bar = tqdm(todo, desc=f"sweep: {len(todo)} to run, {len(results)} cached", disable=not progress or not todo)
+    for c in bar:
+        res = run(c, data_cache, progress=progress, device=device)
+        write_json(result_path(out_dir, c), res)
+        results[c.key()] = res
+    return [results[c.key()] for c in configs]
+
+
+def grid(base: RunConfig, **axes: Sequence) -> list[RunConfig]:
+    """Every combination of ``axes`` applied to ``base``: ``grid(base, rank=[1, 4], seed=[0, 1])`` is 4 configs."""
+    from dataclasses import replace
+    from itertools import product
+
+    names = list(axes)
+    unknown = set(names) - {f.name for f in fields(RunConfig)}
+    if unknown:
+        raise ValueError(f"Unknown RunConfig fields {sorted(unknown)}: choose from {[f.name for f in fields(RunConfig)]}.")
+    return [replace(base, **dict(zip(names, values))) for values in product(*(axes[n] for n in names))]
+
+
+# ----------------------------------------------------------------------------- the elbow
+@dataclass(frozen=True)
+class ElbowFit:
+    """``acc(r) = a - b * r**(-c)``, fitted to mean accuracy against rank, and the elbow it implies.
+
+    ``elbow`` is the smallest rank of the grid from which doubling the rank gains less than
+    ``threshold`` accuracy on the fitted curve.
+    """
+
+    a: float
+    b: float
+    c: float
+    elbow: int
+    threshold: float
+
+    def __call__(self, r) -> np.ndarray:
+        return self.a - self.b * np.asarray(r, dtype=float) ** (-self.c)
+
+
+def fit_elbow(ranks: Sequence[int], accuracies, threshold: float = 0.01) -> ElbowFit:
+    """Fit a saturating power law to accuracy against rank and mark the elbow.
+
+    Why this form: in the excess-risk view, the approximation error of a rank-``r`` adapter falls
+    as a power of ``r`` (a - b r^-c, with a the accuracy a much larger adapter would reach), while
+    the estimation error grows with the parameter count over the number of training images; at a
+    fixed training-set size the first dominates on a small grid and the curve saturates. Rule:
+    the elbow is the smallest grid rank ``r`` with ``acc(2r) - acc(r) < threshold`` on the fit.
+
+    Args:
+        ranks: the ranks swept (positive).
+        accuracies: ``(len(ranks),)`` or ``(len(ranks), n_seeds)`` accuracies in [0, 1]; seeds are averaged.
+        threshold: the gain per doubling below which the curve counts as flat (0.01 = 1 point).
+    """
+    from scipy.optimize import curve_fit
+
+    r = np.asarray(ranks, dtype=float)
+    acc = np.asarray(accuracies, dtype=float).reshape(len(r), -1).mean(1)
+    if len(r) < 3:
+        raise ValueError(f"fit_elbow needs at least 3 ranks to fit 3 parameters, got {len(r)}.")
+    f = lambda x, a, b, c: a - b * x ** (-c)  # noqa: E731
+    guess = (acc.max(), max(acc.max() - acc.min(), 1e-3), 0.5)
+    (a, b, c), _ = curve_fit(f, r, acc, p0=guess, bounds=([0, 0, 1e-3], [1.5, 2, 5]), maxfev=20_000)
+    fit = ElbowFit(float(a), float(b), float(c), int(r[-1]), threshold)
+    elbow = next((int(x) for x in r if fit(2 * x) - fit(x) < threshold), int(r[-1]))
+    return ElbowFit(float(a), float(b), float(c), elbow, threshold)

@@ -1,0 +1,134 @@
+"""The experiments engine: config keys, a result cache that a killed sweep resumes from, the elbow fit."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import adaptertune_lite as at
+from adaptertune_lite import experiments
+from helpers import ROOT
+
+# Tiny runs: 40 digits, one epoch on the (small) kit backbone; about a second each on a CPU.
+TINY = at.RunConfig(dataset="digits", n_train=40, epochs=1, batch_size=20, rank=2)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Record every config `sweep` actually trains (cache hits never reach `run`)."""
+    calls = []
+    real = experiments.run
+
+    def spy(config, *args, **kwargs):
+        calls.append(config)
+        return real(config, *args, **kwargs)
+
+    monkeypatch.setattr(experiments, "run", spy)
+    return calls
+
+
+def test_a_config_key_names_exactly_what_the_run_depends_on(monkeypatch):
+    assert TINY.key() == replace(TINY).key() and len(TINY.key()) == 16
+    assert TINY.key() != replace(TINY, rank=4).key() != replace(TINY, seed=1).key()
+    head = replace(TINY, method="head_only")
+    assert head.key() == replace(head, rank=64, placement="houlsby").key()  # adapters do not matter without adapters
+    assert replace(TINY, blocks=[4, 5]) == replace(TINY, blocks=(4, 5))  # lists become tuples: still hashable
+    before = TINY.key()
+    monkeypatch.setattr(at, "__version__", "9.9.9")
+    assert TINY.key() != before  # a new kit version never reuses old results
+
+
+def test_from_recipe_takes_the_kit_recipe_then_the_changes():
+    c = at.RunConfig.from_recipe("full_finetune", "mnist5k", fast=True, seed=3)
+    assert (c.lr, c.epochs, c.n_train, c.seed) == (5e-4, 3, 800, 3)
+    with pytest.raises(ValueError, match="Unknown RunConfig fields"):
+        at.grid(TINY, colour=["red"])
+
+
+def test_sweep_computes_what_is_missing_and_reuses_what_is_cached(tmp_path, counted):
+    configs = at.grid(TINY, seed=[0, 1])
+    first = at.sweep(configs, tmp_path, progress=False)
+    assert len(counted) == 2 and sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(f"{c.key()}.json" for c in configs)
+    assert all(0 <= r["test_acc"] <= 1 and r["config"] == c.to_dict() for r, c in zip(first, configs))
+    again = at.sweep(configs + [replace(TINY, seed=2)], tmp_path, progress=False)  # one new config
+    assert len(counted) == 3 and counted[-1].seed == 2
+    assert again[:2] == first  # the cached results, as they were
+
+
+def test_a_corrupt_or_partial_result_file_is_recomputed_not_used(tmp_path, counted):
+    configs = at.grid(TINY, seed=[0, 1, 2])
+    at.sweep(configs, tmp_path, progress=False)
+    paths = [experiments.result_path(tmp_path, c) for c in configs]
+    paths[0].write_text(paths[0].read_text()[:50])  # cut off mid-write
+    partial = json.loads(paths[1].read_text())
+    del partial["test_acc"]
+    paths[1].write_text(json.dumps(partial))
+    wrong = json.loads(paths[2].read_text())
+    wrong["config"]["seed"] = 7  # a file that is not this config's
+    paths[2].write_text(json.dumps(wrong))
+    results = at.sweep(configs, tmp_path, progress=False)
+    assert len(counted) == 6  # all three recomputed
+    assert all(experiments.load_result(p, c) == r for p, c, r in zip(paths, configs, results))
+
+
+SWEEP_SCRIPT = """
+import sys, adaptertune_lite as at
+from dataclasses import replace
+tiny = at.RunConfig(dataset="digits", n_train=40, epochs=1, batch_size=20, rank=2)
+slow = replace(tiny, epochs=200)  # long enough to be killed while it trains
+at.sweep([tiny, replace(tiny, seed=1), slow], sys.argv[1], progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_without_recomputing_finished_runs(tmp_path, counted):
+    proc = subprocess.Popen([sys.executable, "-c", SWEEP_SCRIPT, str(tmp_path)], cwd=ROOT, start_new_session=True)
+    runs = tmp_path / "runs"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(runs.glob("*.json"))) < 2:
+        time.sleep(0.2)
+    time.sleep(1)  # into the slow run
+    os.killpg(proc.pid, signal.SIGKILL)  # a real kill: no cleanup code runs
+    proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
+    assert len(finished) == 2, "the two quick runs finished and were written before the kill"
+    configs = [TINY, replace(TINY, seed=1), replace(TINY, epochs=2)]  # the killed one, made quicker here
+    results = at.sweep(configs, tmp_path, progress=False)
+    assert [c.seed for c in counted] == [0] and counted[0].epochs == 2  # only the unfinished config ran
+    assert {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json") if p.name in finished} == finished
+    assert len(results) == 3
+
+
+def test_the_elbow_fit_recovers_a_known_curve_and_its_elbow():
+    ranks = [1, 2, 4, 8, 16, 32, 64]
+    a, b, c = 0.92, 0.15, 0.8  # acc(r) = a - b r^-c
+    truth = a - b * np.array(ranks, dtype=float) ** -c
+    noisy = truth[:, None] + np.random.default_rng(0).normal(0, 0.002, (len(ranks), 3))  # 3 seeds
+    fit = at.fit_elbow(ranks, noisy, threshold=0.01)
+    assert abs(fit.a - a) < 0.01 and abs(fit.c - c) < 0.15
+    gain = lambda r: b * (r ** -c - (2 * r) ** -c)  # noqa: E731  the true gain of doubling r
+    expected = next(r for r in ranks if gain(r) < 0.01)
+    assert fit.elbow == expected == 16
+    assert np.allclose(fit(ranks), truth, atol=0.005)
+
+
+def test_the_elbow_fit_needs_three_ranks():
+    with pytest.raises(ValueError, match="at least 3"):
+        at.fit_elbow([1, 2], [0.5, 0.6])
+
+
+@pytest.mark.slow
+def test_the_sweep_command_runs_a_grid_and_resumes(tmp_path):
+    cmd = [sys.executable, "-m", "adaptertune_lite.cli", "sweep", "--dataset", "digits", "--ranks", "1,2",
+           "--seeds", "0", "--epochs", "1", "--n-train", "40", "--out", str(tmp_path)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "2 runs" in out.stdout and len(list((tmp_path / "runs").glob("*.json"))) == 2
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.stdout.splitlines()[1:] == out.stdout.splitlines()[1:]  # the same results, from the cache
