@@ -48,4 +48,4 @@ __all__ = [
     "ElbowFit", "RunConfig", "fit_elbow", "grid", "run", "sweep",
 ]
 
-from . import plots, recipes  # noqa: E402  (modules used as namespaces: at.plots.use_style())
+from . import experiments, plots, recipes, widgets  # noqa: E402  (modules used as namespaces: at.plots.use_style())

@@ -69,7 +69,26 @@ def sweep_command(args) -> int:
         print(f"{c.rank:>4} {c.placement:<10} {str(c.blocks):<8} {c.seed:>4} {100 * r['val_acc']:>6.1f} "
               f"{100 * r['test_acc']:>6.1f} {r['wall_time_s']:>7.1f}")
     print(f"{len(results)} runs; results in {args.out}/runs/")
+    _write_provenance(args.out, len(results), args.argv)
     return 0
+
+
+def _write_provenance(out: str, n_runs: int, argv: list[str]) -> None:
+    """``OUT/provenance.json``: the command that produced the results, where, when, with which versions."""
+    import datetime as dt
+    import platform
+    import shlex
+
+    from . import runtime
+    from .storage import write_json
+
+    write_json(f"{out}/provenance.json", {
+        "command": "adaptertune-lite " + shlex.join(argv),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {platform.system()}, {runtime.describe_device()}",
+        "versions": runtime.versions(),
+        "runs": n_runs,
+    })
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         from .recipes import DEFAULT_TARGET
 
         args.dataset = args.dataset or DEFAULT_TARGET
+        args.argv = sys.argv[1:] if argv is None else list(argv)
         return sweep_command(args)
     from .pretrain import pretrain
 

@@ -29,6 +29,13 @@ from .recipes import DEFAULT_TARGET, kit_n_train, kit_recipe
 from .storage import write_json
 
 RESULT_FORMAT = "adaptertune_lite.run/1"
+RUNS_ENV = "ADAPTERTUNE_RUNS"
+SHIPPED = Path(__file__).parent / "results"  # sweeps shipped with the kit (each folder has a provenance.json)
+
+
+def runs_root() -> Path:
+    """Where notebooks keep sweep results: ``$ADAPTERTUNE_RUNS`` or ``~/.cache/adaptertune_lite/runs``."""
+    return Path(os.environ.get(RUNS_ENV) or Path.home() / ".cache" / "adaptertune_lite" / "runs")
 
 
 def _kit_version() -> str:
@@ -190,6 +197,27 @@ def sweep(configs: Iterable[RunConfig], out_dir: str | os.PathLike, progress: bo
     return [results[c.key()] for c in configs]
 
 
+def load_results(out_dir: str | os.PathLike, **match) -> list[dict]:
+    """Every valid result under ``out_dir/runs/`` whose config has the values in ``match``, whatever
+    kit version wrote it (e.g. results shipped with the kit): ``load_results(d, dataset="left_digit")``."""
+    found = []
+    for path in sorted((Path(out_dir) / "runs").glob("*.json")):
+        res = load_result(path)
+        if res is not None and all(res["config"].get(k) == v for k, v in match.items()):
+            found.append(res)
+    return found
+
+
+def by_rank(results: Iterable[dict], metric: str = "test_acc") -> tuple[list[int], np.ndarray]:
+    """``(ranks, accuracies (n_ranks, n_seeds))`` from AdapterTune results; every rank needs the same seeds."""
+    table: dict[int, dict[int, float]] = {}
+    for r in results:
+        table.setdefault(r["config"]["rank"], {})[r["config"]["seed"]] = r[metric]
+    ranks = sorted(table)
+    seeds = sorted(set.intersection(*(set(v) for v in table.values()))) if table else []
+    return ranks, np.array([[table[r][s] for s in seeds] for r in ranks]).reshape(len(ranks), len(seeds))
+
+
 def grid(base: RunConfig, **axes: Sequence) -> list[RunConfig]:
     """Every combination of ``axes`` applied to ``base``: ``grid(base, rank=[1, 4], seed=[0, 1])`` is 4 configs."""
     from dataclasses import replace
@@ -243,7 +271,7 @@ def fit_elbow(ranks: Sequence[int], accuracies, threshold: float = 0.01) -> Elbo
         raise ValueError(f"fit_elbow needs at least 3 ranks to fit 3 parameters, got {len(r)}.")
     f = lambda x, a, b, c: a - b * x ** (-c)  # noqa: E731
     guess = (acc.max(), max(acc.max() - acc.min(), 1e-3), 0.5)
-    (a, b, c), _ = curve_fit(f, r, acc, p0=guess, bounds=([0, 0, 1e-3], [1.5, 2, 5]), maxfev=20_000)
+    (a, b, c), _ = curve_fit(f, r, acc, p0=guess, bounds=([0, 0, 1e-3], [1, 2, 5]), maxfev=20_000)
     fit = ElbowFit(float(a), float(b), float(c), int(r[-1]), threshold)
     elbow = next((int(x) for x in r if fit(2 * x) - fit(x) < threshold), int(r[-1]))
     return ElbowFit(float(a), float(b), float(c), elbow, threshold)

@@ -22,6 +22,7 @@ def plot_elbow(
     ax: plt.Axes | None = None,
     label: str = "AdapterTune",
     references: dict[str, float] | None = None,
+    fit=None,
 ) -> plt.Axes:
     """Accuracy against adapter rank (log2 x-axis), mean ± std over seeds.
 
@@ -29,11 +30,18 @@ def plot_elbow(
         ranks: the ranks swept, e.g. ``[1, 2, 4, ..., 64]``.
         accuracies: ``(len(ranks), n_seeds)`` accuracies in [0, 1].
         references: horizontal lines, e.g. ``{"head-only": 0.71, "full fine-tuning": 0.93}``.
+        fit: an :class:`~adaptertune_lite.experiments.ElbowFit`: draws the fitted curve and marks its elbow.
     """
     ax = ax or plt.gca()
     acc = 100 * np.asarray(accuracies, dtype=float).reshape(len(ranks), -1)
     mean, std = acc.mean(1), acc.std(1)
     ax.errorbar(ranks, mean, yerr=std, marker="o", capsize=3, label=f"{label} (mean ± std, {acc.shape[1]} seeds)")
+    if fit is not None:
+        dense = np.geomspace(min(ranks), max(ranks), 100)
+        ax.plot(dense, 100 * fit(dense), color="C0", alpha=0.5, lw=2,
+                label=f"fit: {100 * fit.a:.1f} − {100 * fit.b:.1f}·r^−{fit.c:.2f} (%)")
+        ax.axvline(fit.elbow, color="C3", ls=":", lw=2,
+                   label=f"elbow r={fit.elbow}: doubling gains < {100 * fit.threshold:g} point")
     for i, (name, value) in enumerate((references or {}).items()):
         ax.axhline(100 * value, ls="--", lw=1, color=f"C{i + 1}", label=name)
     ax.set_xscale("log", base=2)

@@ -22,6 +22,8 @@ EXPECTED = {
     "01_build_an_adapter": ["torch.Size([8, 17, 192])", "my adapter == at.Adapter: True", "304,320"],
     "02_zero_init_identity": ["bitwise identical: 5 of 5 placements", "down-projection gradient is exactly zero"],
     "03_drift_random_init": ["pretraining-head accuracy at step 0", "linear CKA", "relative change of the pooled features"],
+    "05_rank_elbow": ["Elbow at r =", "Fitted elbow:", "% of full fine-tuning"],
+    "lecture_elbow_demo": ["adaptertune-lite sweep", "21 runs on"],
 }
 
 
@@ -62,7 +64,7 @@ def _outputs(nb) -> str:
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             text.append(out.get("text", ""))
-            text.extend(str(v) for k, v in out.get("data", {}).items() if k == "text/plain")
+            text.extend(str(v) for k, v in out.get("data", {}).items() if k in ("text/plain", "text/markdown", "text/html"))
     return "\n".join(text)
 
 
@@ -71,6 +73,7 @@ def _outputs(nb) -> str:
 def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("ADAPTERTUNE_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("ADAPTERTUNE_RUNS", str(tmp_path / "runs"))  # every sweep runs afresh, nothing cached
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     shown = _outputs(nb)

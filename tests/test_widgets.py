@@ -1,0 +1,56 @@
+"""Widgets: their callbacks run real (tiny) experiments and redraw; the static figures they wrap stand alone."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+from helpers import ROOT  # noqa: E402
+
+import adaptertune_lite as at  # noqa: E402
+from adaptertune_lite import widgets  # noqa: E402
+
+pytest.importorskip("ipywidgets")
+TINY = at.RunConfig(dataset="digits", n_train=40, epochs=1, batch_size=20)
+
+
+def test_the_static_elbow_figure_has_the_fit_and_the_elbow(tmp_path):
+    results = widgets.run_elbow(TINY, [1, 2, 4], [0], tmp_path, progress=False)
+    fig = widgets.elbow_figure(results, title="tiny")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(label.startswith("fit:") for label in labels) and any(label.startswith("elbow r=") for label in labels)
+    assert fig.axes[0].get_xlabel().startswith("adapter rank")
+
+
+def test_elbow_explorer_run_button_trains_the_chosen_grid_and_redraws(tmp_path):
+    explorer = widgets.ElbowExplorer(TINY, tmp_path, ranks=[1, 2, 4], chosen=[1, 2], n_trains=[20, 40])
+    explorer.button.click()  # what a click in JupyterLab does
+    first = explorer.figure
+    assert [r["config"]["rank"] for r in explorer.results] == [1, 2] and first is not None
+    explorer.ranks.value, explorer.n_train.value = (1, 2, 4), 20
+    explorer.button.click()
+    assert explorer.figure is not first and len(explorer.results) == 3
+    assert {r["config"]["n_train"] for r in explorer.results} == {20}
+    explorer.ranks.value = ()
+    explorer.button.click()
+    assert "at least one rank" in explorer.status.value
+
+
+def test_lecture_demo_slider_redraws_and_run_live_adds_a_seed(tmp_path):
+    shipped = widgets.run_elbow(TINY, [1, 2, 4], [0], tmp_path / "shipped", progress=False)
+    demo = widgets.LectureDemo(shipped, TINY, tmp_path / "live", full_params=5_000_000)
+    before = demo.figure
+    demo.slider.value = 4
+    assert demo.figure is not before and "r = 4" in demo.figure.axes[0].texts[-1].get_text()
+    demo.button.click()
+    assert sorted({r["config"]["seed"] for r in demo.results}) == [0, 1] and len(demo.results) == 6
+
+
+def test_the_lecture_demo_ships_its_results_with_provenance():
+    shipped = at.experiments.SHIPPED / "lecture_elbow"
+    results = at.experiments.load_results(shipped)
+    ranks, acc = at.experiments.by_rank(results)
+    assert ranks == [1, 2, 4, 8, 16, 32, 64] and acc.shape == (7, 3)
+    prov = (shipped / "provenance.json").read_text()
+    assert "adaptertune-lite sweep" in prov and '"machine"' in prov
+    assert (ROOT / "notebooks" / "lecture_elbow_demo.py").is_file()
