@@ -41,7 +41,7 @@ def plot_elbow(
         ax.plot(dense, 100 * fit(dense), color="C0", alpha=0.5, lw=2,
                 label=f"fit: {100 * fit.a:.1f} − {100 * fit.b:.1f}·r^−{fit.c:.2f} (%)")
         ax.axvline(fit.elbow, color="C3", ls=":", lw=2,
-                   label=f"elbow r={fit.elbow}: doubling gains < {100 * fit.threshold:g} point")
+                   label=f"elbow r={fit.elbow}: up to r={fit.max_rank} adds < {100 * fit.threshold:g} point")
     for i, (name, value) in enumerate((references or {}).items()):
         ax.axhline(100 * value, ls="--", lw=1, color=f"C{i + 1}", label=name)
     ax.set_xscale("log", base=2)

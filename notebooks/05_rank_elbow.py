@@ -91,8 +91,9 @@ results = at.widgets.run_elbow(BASE, RANKS, SEEDS, OUT)
 
 # %% [markdown]
 # The fitted curve is `acc(r) = a − b · r^(−c)`: it saturates at `a`, the accuracy a much larger
-# adapter would reach on this data. **Rule for the elbow:** the smallest swept rank `r` at which
-# doubling the rank gains less than 1 point on the fitted curve.
+# adapter would reach on this data. **Rule for the elbow:** the smallest swept rank `r` from which
+# going all the way to the largest swept rank gains less than 1 point of (mean) accuracy: every rank
+# beyond the elbow buys less than a point.
 
 # %%
 fig = at.widgets.elbow_figure(results, title=f"{DEFAULT_TARGET}: {BASE.n_train} training images, {BASE.epochs} epochs")
@@ -102,8 +103,8 @@ ranks, acc = at.experiments.by_rank(results)
 fit = at.fit_elbow(ranks, acc)
 table = pd.DataFrame({"rank r": ranks, "test accuracy %": 100 * acc.mean(1), "fitted %": 100 * fit(ranks)})
 display(table.style.format({"test accuracy %": "{:.1f}", "fitted %": "{:.1f}"}).hide(axis="index"))
-display(Markdown(f"**Elbow at r = {fit.elbow}**: from there, doubling the rank gains less than "
-                 f"{100 * fit.threshold:g} point on the fitted curve, which saturates at {100 * fit.a:.1f} %."))
+display(Markdown(f"**Elbow at r = {fit.elbow}**: going from there to r = {fit.max_rank} gains less than "
+                 f"{100 * fit.threshold:g} point. The fitted curve saturates at {100 * fit.a:.1f} %."))
 
 # %% [markdown]
 # ## The elbow moves with the data
@@ -146,6 +147,6 @@ explorer.widget
 # ## What to take away
 #
 # * Rank is a budget: parameters grow linearly in `r`, accuracy with diminishing returns.
-# * A stated rule (here: doubling gains < 1 point on a fitted saturating curve) turns "the elbow"
+# * A stated rule (here: the largest rank adds < 1 point) turns "the elbow"
 #   into a number you can compare across datasets, training-set sizes and placements.
 # * Rank sweeps from different methods are comparable only under the same scale convention.
