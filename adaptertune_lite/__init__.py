@@ -33,7 +33,7 @@ from .data import OFFLINE_DATASETS, ONLINE_DATASETS, DataSplits, load_dataset
 from .experiments import ElbowFit, RunConfig, fit_elbow, grid, run, sweep
 from .params import METHODS, ParamCount, count_parameters, set_trainable
 from .runtime import by_mode, describe_device, fast_mode, get_device, seed_everything, versions
-from .train import FitResult, evaluate, fit
+from .train import FitResult, MemoryBreakdown, evaluate, fit, memory_breakdown
 
 __version__ = "0.1.0"
 
@@ -44,7 +44,7 @@ __all__ = [
     "OFFLINE_DATASETS", "ONLINE_DATASETS", "DataSplits", "load_dataset",
     "METHODS", "ParamCount", "count_parameters", "set_trainable",
     "by_mode", "describe_device", "fast_mode", "get_device", "seed_everything", "versions",
-    "FitResult", "evaluate", "fit",
+    "FitResult", "MemoryBreakdown", "evaluate", "fit", "memory_breakdown",
     "ElbowFit", "RunConfig", "fit_elbow", "grid", "run", "sweep",
 ]
 

@@ -151,6 +151,51 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
 
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Training memory of one step, in MiB, split by what holds it (AdamW, fp32)."""
+
+    weights: float  # every parameter
+    gradients: float  # one gradient per trainable parameter
+    optimizer: float  # AdamW's two moments per trainable parameter
+    activations: float  # tensors the forward pass saves for the backward pass
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+
+def memory_breakdown(model: nn.Module, x: torch.Tensor, method: str) -> MemoryBreakdown:
+    """What one training step of ``method`` holds in memory for the batch ``x`` ``(B, 3, H, W)``, counted
+    exactly (not sampled): parameters from their sizes, activations from the tensors autograd saves for the
+    backward pass (``torch.autograd.graph.saved_tensors_hooks``), each storage counted once. Same answer
+    on every device; it leaves ``model``'s trainable flags set for ``method``."""
+    set_trainable(model, method)
+    params = list(model.parameters())
+    param_storages = {p.untyped_storage().data_ptr() for p in params}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in param_storages:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    was_training = model.training
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    model.train(was_training)
+    mib = lambda n: n / 2**20  # noqa: E731
+    trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    return MemoryBreakdown(
+        weights=mib(sum(p.numel() * p.element_size() for p in params)),
+        gradients=mib(trainable),
+        optimizer=mib(2 * trainable),
+        activations=mib(sum(saved.values())),
+    )
+
+
 def fit(
     model: nn.Module,
     train: Dataset,

@@ -50,6 +50,19 @@ def test_callbacks_see_every_step_with_its_loss_and_learning_rate(digits):
     assert [float(s["loss"]) for s in seen] == r.history["loss"] and [s["lr"] for s in seen] == r.history["lr"]
 
 
+def test_memory_breakdown_counts_what_each_method_holds(images):
+    """Frozen weights need no gradients or optimiser state, but adapters after every block still need every
+    block's activations for the backward pass (the saving is not proportional to trainable parameters)."""
+    model = at.add_adapters(tiny_vit(), rank=4)
+    head, adapt, full = (at.memory_breakdown(model, images, m) for m in ("head_only", "adapter_tune", "full_finetune"))
+    assert head.weights == adapt.weights == full.weights == full.gradients == full.optimizer / 2
+    counts = at.count_parameters(model)
+    assert adapt.gradients * 2**20 == 4 * (counts.adapter + counts.head)  # fp32: 4 bytes per trainable parameter
+    assert head.activations < adapt.activations / 10 and adapt.activations < full.activations
+    last = at.add_adapters(tiny_vit(), rank=4, blocks=at.last_k(1))
+    assert at.memory_breakdown(last, images, "adapter_tune").activations < adapt.activations / 2  # backward stops early
+
+
 def test_peak_memory_is_each_runs_own_not_the_process_lifetime_peak(digits):
     """A head-only run after a full fine-tuning run reports less: it adds no gradients or optimiser state
     for the backbone. (A lifetime peak, such as ru_maxrss, would report the same figure twice.)"""
