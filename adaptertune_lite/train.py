@@ -147,6 +147,55 @@ def cache_features(model: nn.Module, dataset: Dataset, batch_size: int = 256, de
     return TensorDataset(torch.cat(feats).cpu(), torch.cat(labels).cpu())
 
 
+def frozen_prefix_depth(model: nn.Module) -> int:
+    """How many leading blocks of ``model`` train nothing (nor does anything before them): their output
+    never changes during training, so it can be computed once. 0 when the embedding trains."""
+    if any(p.requires_grad for m in (model.patch_embed, model.norm_pre) for p in m.parameters()) or any(
+        getattr(model, name, None) is not None and getattr(model, name).requires_grad for name in ("cls_token", "pos_embed", "reg_token")
+    ):
+        return 0
+    for i, block in enumerate(model.blocks):
+        if any(p.requires_grad for p in block.parameters()):
+            return i
+    return len(model.blocks)
+
+
+def _prefix(model: nn.Module, x: torch.Tensor, depth: int) -> torch.Tensor:
+    """Images ``(B, 3, H, W)`` -> tokens ``(B, T, D)`` after the first ``depth`` blocks (timm's forward_features order)."""
+    x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
+    for block in model.blocks[:depth]:
+        x = block(x)
+    return x
+
+
+class Suffix(nn.Module):
+    """The part of a ViT after a cached prefix: tokens ``(B, T, D)`` -> logits ``(B, classes)``."""
+
+    def __init__(self, model: nn.Module, start: int):
+        super().__init__()
+        self.model, self.start = model, start
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        for block in self.model.blocks[self.start :]:
+            tokens = block(tokens)
+        return self.model.forward_head(self.model.norm(tokens))
+
+
+@torch.no_grad()
+def cache_prefix(model: nn.Module, dataset: Dataset, depth: int, batch_size: int = 256, device: torch.device | None = None) -> TensorDataset:
+    """Run the frozen prefix (embedding + the first ``depth`` blocks) once, in eval mode:
+    ``TensorDataset(tokens (N, T, D), labels (N,))`` on ``device``."""
+    device = device or get_device()
+    model.eval().to(device)
+    tf = _transform_of(dataset)
+    tokens, labels = [], []
+    with _autocast(device):
+        for x, y in iterate(dataset, batch_size, False, device):
+            tokens.append(_prefix(model, tf(x), depth).float())
+            labels.append(y)
+    return TensorDataset(torch.cat(tokens), torch.cat(labels))
+
+
 def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
@@ -212,6 +261,7 @@ def fit(
     seed: int = 0,
     device: torch.device | str | None = None,
     cache_head_features: bool = True,
+    cache_frozen_prefix: bool = False,
     eval_each_epoch: bool = False,
     progress: bool = True,
     deterministic: bool = False,
@@ -228,6 +278,9 @@ def fit(
         label_smoothing: cross-entropy label smoothing.
         seed: seeds initialisation order, shuffling and dropout; the same seed repeats exactly on CPU.
         cache_head_features: for ``head_only``, train the head on cached backbone features.
+        cache_frozen_prefix: for ``adapter_tune`` with adapters only in later blocks (e.g. ``last_k(2)``), run
+            the frozen blocks before them once (eval mode) and train on their cached output: exact for
+            backbones without dropout / drop-path in those blocks (the kit's), and much faster.
         eval_each_epoch: also record validation accuracy after every epoch.
         callbacks: functions called after every optimiser step with ``{"step", "epoch", "loss", "lr"}``
             (as minGPT's ``on_batch_end``): e.g. to stream a live loss curve. ``loss`` is a 0-dim tensor on
@@ -249,6 +302,10 @@ def fit(
             train_data = on_device(cache_features(model, train_data, device=device), device)
             val_data = on_device(cache_features(model, val_data, device=device), device) if val is not None else None
             net = model.get_classifier()
+        elif method == "adapter_tune" and cache_frozen_prefix and (depth := frozen_prefix_depth(model)) > 0:
+            train_data = cache_prefix(model, train_data, depth, device=device)
+            val_data = cache_prefix(model, val_data, depth, device=device) if val is not None else None
+            net = Suffix(model, depth)
         tf = _transform_of(train_data)
 
         steps_per_epoch = math.ceil(len(train_data) / batch_size)

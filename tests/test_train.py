@@ -63,6 +63,28 @@ def test_memory_breakdown_counts_what_each_method_holds(images):
     assert at.memory_breakdown(last, images, "adapter_tune").activations < adapt.activations / 2  # backward stops early
 
 
+def test_a_cached_frozen_prefix_trains_exactly_like_the_whole_backbone(digits):
+    """Adapters in the last 2 of 4 blocks: blocks 0-1 never change, so their output is computed once."""
+    runs = []
+    for cache in (False, True):
+        model = at.add_adapters(tiny_vit(), rank=4, blocks=at.last_k(2))
+        result = at.fit(model, digits.train, digits.val, cache_frozen_prefix=cache, **TINY)
+        runs.append((result, model))
+    (plain, a), (cached, b) = runs
+    assert torch.allclose(torch.tensor(plain.history["loss"]), torch.tensor(cached.history["loss"]), atol=1e-5)
+    assert plain.val_acc == cached.val_acc
+    assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_frozen_prefix_depth_counts_the_leading_blocks_that_train_nothing():
+    from adaptertune_lite.train import frozen_prefix_depth
+
+    assert frozen_prefix_depth(at.set_trainable(at.add_adapters(tiny_vit(), rank=2, blocks=[2, 3]), "adapter_tune")) == 2
+    assert frozen_prefix_depth(at.set_trainable(at.add_adapters(tiny_vit(), rank=2), "adapter_tune")) == 0
+    assert frozen_prefix_depth(at.set_trainable(tiny_vit(), "full_finetune")) == 0
+    assert frozen_prefix_depth(at.set_trainable(tiny_vit(), "head_only")) == 4
+
+
 def test_peak_memory_is_each_runs_own_not_the_process_lifetime_peak(digits):
     """A head-only run after a full fine-tuning run reports less: it adds no gradients or optimiser state
     for the backbone. (A lifetime peak, such as ru_maxrss, would report the same figure twice.)"""
