@@ -142,3 +142,64 @@ class LectureDemo:
         with self.output:
             self.results += run_elbow(self.base, ranks, [seed], self.out_dir)
         self.draw()
+
+
+# ----------------------------------------------------------------------------- placement
+def placement_figure(results: Sequence[dict], highlight: dict | None = None, ax: plt.Axes | None = None) -> plt.Figure:
+    """Test accuracy against trainable parameters (log x) for runs of different placements and block choices;
+    colour = placement, label = blocks, mean over seeds. ``highlight``: a config dict to circle."""
+    import pandas as pd
+
+    rows = pd.DataFrame([{"placement": r["config"]["placement"], "blocks": str(r["config"]["blocks"]),
+                          "acc": 100 * r["test_acc"], "params": r["trainable_params"], "time": r["wall_time_s"]}
+                         for r in results])
+    mean = rows.groupby(["placement", "blocks"], sort=False).mean().reset_index()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+    colours = {p: f"C{i}" for i, p in enumerate(dict.fromkeys(mean.placement))}
+    for _, row in mean.iterrows():
+        ax.scatter(row.params, row.acc, s=80, color=colours[row.placement])
+        ax.annotate(f"{row.blocks} ({row.time:.0f} s)", (row.params, row.acc), textcoords="offset points", xytext=(6, 4), fontsize=9)
+        if highlight and (row.placement, row.blocks) == (highlight["placement"], str(highlight["blocks"])):
+            ax.scatter(row.params, row.acc, s=400, facecolors="none", edgecolors="C3", linewidths=2.5)
+    for p, c in colours.items():
+        ax.scatter([], [], color=c, label=p)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("placement: accuracy vs parameters (blocks and seconds per run in labels)")
+    ax.legend(title="placement", fontsize="small", loc="lower right")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+class PlacementExplorer:
+    """Choose a placement and which blocks get adapters; **Run** trains it (cached if done before) and adds it to
+    the accuracy-vs-parameters figure. ``.figure`` / ``.results`` hold what is drawn."""
+
+    def __init__(self, results: Sequence[dict], base: RunConfig, out_dir: str | os.PathLike,
+                 blocks: Sequence[str] = ("all", "every:2", "first:2", "last:2")):
+        import ipywidgets as w
+
+        from .adapters import PLACEMENTS
+
+        self.results, self.base, self.out_dir, self.figure = list(results), base, out_dir, None
+        self.placement = w.Dropdown(options=list(PLACEMENTS), value=base.placement, description="placement")
+        self.blocks = w.Dropdown(options=list(blocks), value="all", description="blocks")
+        self.button = w.Button(description="Run", button_style="primary")
+        self.output = w.Output()
+        self.button.on_click(self.run)
+        self.widget = w.VBox([w.HBox([self.placement, self.blocks, self.button]), self.output])
+
+    def run(self, _button=None) -> None:
+        from IPython.display import clear_output, display
+
+        config = replace(self.base, placement=self.placement.value, blocks=self.blocks.value)
+        with self.output:
+            clear_output(wait=True)
+            new = experiments.sweep([config], self.out_dir)
+            self.results += [r for r in new if r["key"] not in {q["key"] for q in self.results}]
+            self.figure = placement_figure(self.results, highlight=config.to_dict())
+            clear_output(wait=True)
+            display(self.figure)
+        plt.close(self.figure)

@@ -54,3 +54,15 @@ def test_the_lecture_demo_ships_its_results_with_provenance():
     prov = (shipped / "provenance.json").read_text()
     assert "adaptertune-lite sweep" in prov and '"machine"' in prov
     assert (ROOT / "notebooks" / "lecture_elbow_demo.py").is_file()
+
+
+def test_placement_explorer_runs_the_chosen_placement_and_circles_it(tmp_path):
+    start = at.sweep([TINY], tmp_path, progress=False)
+    explorer = widgets.PlacementExplorer(start, TINY, tmp_path)
+    explorer.placement.value, explorer.blocks.value = "houlsby", "last:2"
+    explorer.button.click()
+    assert [(r["config"]["placement"], r["config"]["blocks"]) for r in explorer.results] == [("post_block", "all"), ("houlsby", "last:2")]
+    circled = [c for c in explorer.figure.axes[0].collections if c.get_sizes().tolist() == [400]]
+    assert len(circled) == 1
+    explorer.button.click()  # the same choice again: loaded from disk, not added twice
+    assert len(explorer.results) == 2
