@@ -22,9 +22,12 @@
 # | 01 build an adapter | take a ViT apart, write an adapter from scratch, count its parameters | 20 min |
 # | 02 zero-init identity | prove the output is bit-for-bit unchanged at step 0, follow the gradients | 20 min |
 # | 03 drift from random init | see how random initialisation damages the pretrained function | 20 min |
+# | 04 transfer methods | head-only vs AdapterTune vs full fine-tuning: accuracy, parameters, time, memory | 20 min |
+# | 05 rank elbow | sweep the rank, fit the curve, find the elbow, explore with a widget | 20 min |
+# | 06 placement | five placements and four block choices; cache the frozen prefix | 20 min |
+# | lecture elbow demo | for presenting: the elbow from shipped results, one slider, a live run | 5 min |
 #
-# Later notebooks compare head-only, AdapterTune and full fine-tuning, and explore rank (the
-# "elbow") and placement with live experiments.
+# Graded exercises will follow as their own notebooks.
 
 # %% [markdown]
 # ## Setup
