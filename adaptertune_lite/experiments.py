@@ -267,7 +267,9 @@ def fit_elbow(ranks: Sequence[int], accuracies, threshold: float = 0.01) -> Elbo
         accuracies: ``(len(ranks),)`` or ``(len(ranks), n_seeds)`` accuracies in [0, 1]; seeds are averaged.
         threshold: what counts as "less" (0.01 = 1 point).
     """
-    from scipy.optimize import curve_fit
+    import warnings
+
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     r = np.asarray(ranks, dtype=float)
     acc = np.asarray(accuracies, dtype=float).reshape(len(r), -1).mean(1)
@@ -277,6 +279,8 @@ def fit_elbow(ranks: Sequence[int], accuracies, threshold: float = 0.01) -> Elbo
         raise ValueError(f"threshold is an accuracy gain > 0 (0.01 = 1 point), not {threshold}.")
     f = lambda x, a, b, c: a - b * x ** (-c)  # noqa: E731
     guess = (min(acc.max(), 1.0), max(acc.max() - acc.min(), 1e-3), 0.5)
-    (a, b, c), _ = curve_fit(f, r, acc, p0=guess, bounds=([0, 0, 1e-3], [1, 2, 5]), maxfev=20_000)
+    with warnings.catch_warnings():  # 3 ranks fit 3 parameters exactly: no covariance, which is not used
+        warnings.simplefilter("ignore", OptimizeWarning)
+        (a, b, c), _ = curve_fit(f, r, acc, p0=guess, bounds=([0, 0, 1e-3], [1, 2, 5]), maxfev=20_000)
     elbow = next(int(x) for x, y in zip(r, acc) if acc[-1] - y < threshold)  # the last rank always qualifies
     return ElbowFit(float(a), float(b), float(c), elbow, int(r[-1]), threshold)

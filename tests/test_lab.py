@@ -4,6 +4,9 @@
 2. In headless Chromium, driven by Playwright: notebook 00 opens, "Run All Cells" from the Run menu
    runs it to its last output in the kernel JupyterLab started, and an ipywidgets button sends its
    click to the kernel and shows the kernel's answer (the round trip the live-experiment widgets need).
+3. Notebook 05 runs all cells; then its elbow explorer is used as a student would: pick another
+   training-set size, press Run, and the figure in the widget changes. The screenshot is kept
+   (tmp folder; README's picture docs/lab_rank_elbow.png was taken this way).
 
 The browser test needs a Chromium. It looks for $CHROMIUM, then `chromium`, `chromium-browser`,
 `google-chrome` on PATH. Without one it is skipped with a message, except in CI, where `.ci/run`
@@ -99,11 +102,12 @@ def test_notebook_and_widgets_work_in_jupyterlab_in_a_headless_browser(tmp_path)
     lab_dir = tmp_path / "lab"  # copies, so that JupyterLab's autosave never touches the repository
     lab_dir.mkdir()
     shutil.copy(ROOT / "notebooks" / "00_start_here.ipynb", lab_dir)
+    shutil.copy(ROOT / "notebooks" / "05_rank_elbow.ipynb", lab_dir)
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(WIDGET_CELL)],
                                             metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}}),
                    lab_dir / "widgets.ipynb")
 
-    with make_lab(tmp_path, lab_dir, ADAPTERTUNE_FAST="1", MPLBACKEND="Agg") as url, \
+    with make_lab(tmp_path, lab_dir, ADAPTERTUNE_FAST="1", ADAPTERTUNE_RUNS=str(tmp_path / "runs")) as url, \
             playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=[
             "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -128,6 +132,26 @@ def test_notebook_and_widgets_work_in_jupyterlab_in_a_headless_browser(tmp_path)
             open_and_run_all("widgets.ipynb")
             page.get_by_role("button", name="run experiment").click(timeout=60_000)  # rendered by the widget frontend
             page.wait_for_selector(".jp-OutputArea-output:has-text('the kernel received the click')", timeout=60_000)
+
+            open_and_run_all("05_rank_elbow.ipynb")
+            run = page.locator(".jp-OutputArea-output button.widget-button", has_text="Run")
+            run.wait_for(timeout=300_000)  # the explorer, in the last cell: everything above it has run
+            outputs = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
+            assert "Elbow at r =" in outputs and "Traceback" not in outputs, outputs
+            widget = page.locator(".jp-OutputArea-output").filter(has=run)
+            size = page.locator(".widget-dropdown", has_text="train images").locator("select")
+            size.select_option("250")  # runs cached by the notebook's own sweep
+            run.click()
+            page.wait_for_selector("text=done: 3 runs", timeout=120_000)
+            first = widget.locator("img").get_attribute("src")
+            size.select_option("1000")
+            run.click()
+            page.wait_for_function("src => [...document.querySelectorAll('.jp-OutputArea-output img')]"
+                                   ".every(img => img.src !== src)", arg=first, timeout=120_000)
+            outputs = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
+            assert "Traceback" not in outputs and "Error" not in outputs, outputs
+            widget.scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp_path / "rank_elbow.png"))
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)  # kept in pytest's tmp folder
             raise
