@@ -35,13 +35,16 @@ def plot_elbow(
     ax = ax or plt.gca()
     acc = 100 * np.asarray(accuracies, dtype=float).reshape(len(ranks), -1)
     mean, std = acc.mean(1), acc.std(1)
-    ax.errorbar(ranks, mean, yerr=std, marker="o", capsize=3, label=f"{label} (mean ± std, {acc.shape[1]} seeds)")
+    ax.errorbar(ranks, mean, yerr=std, marker="o", capsize=3, label=f"{label} (mean ± std, {acc.shape[1]} seed{'s' if acc.shape[1] > 1 else ''})")
     if fit is not None:
         dense = np.geomspace(min(ranks), max(ranks), 100)
         ax.plot(dense, 100 * fit(dense), color="C0", alpha=0.5, lw=2,
                 label=f"fit: {100 * fit.a:.1f} − {100 * fit.b:.1f}·r^−{fit.c:.2f} (%)")
-        ax.axvline(fit.elbow, color="C3", ls=":", lw=2,
-                   label=f"elbow r={fit.elbow}: up to r={fit.max_rank} adds < {100 * fit.threshold:g} point")
+        if fit.elbow < fit.max_rank:
+            ax.axvline(fit.elbow, color="C3", ls=":", lw=2,
+                       label=f"elbow r={fit.elbow}: up to r={fit.max_rank} adds < {100 * fit.threshold:g} point")
+        else:  # the rule found no rank from which the rest of the grid adds less than the threshold
+            ax.plot([], [], " ", label=f"no elbow up to r={fit.max_rank}: still rising ≥ {100 * fit.threshold:g} point")
     for i, (name, value) in enumerate((references or {}).items()):
         ax.axhline(100 * value, ls="--", lw=1, color=f"C{i + 1}", label=name)
     ax.set_xscale("log", base=2)

@@ -55,9 +55,10 @@ class ElbowExplorer:
 
         self.base, self.out_dir, self.figure, self.results = base, out_dir, None, []
         self.ranks = w.SelectMultiple(options=list(ranks), value=tuple(chosen), description="ranks", rows=len(ranks))
+        wide = {"description_width": "initial"}  # show the whole label
         self.n_train = w.Dropdown(options=list(n_trains), value=base.n_train if base.n_train in n_trains else n_trains[-1],
-                                  description="train images")
-        self.seeds = w.IntSlider(value=1, min=1, max=max_seeds, description="seeds")
+                                  description="train images", style=wide)
+        self.seeds = w.IntSlider(value=1, min=1, max=max_seeds, description="seeds", style=wide)
         self.button = w.Button(description="Run", button_style="primary", tooltip="train what is missing, then redraw")
         self.status = w.Label()
         self.output = w.Output()

