@@ -134,17 +134,22 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256, device: 
 
 
 @torch.no_grad()
-def cache_features(model: nn.Module, dataset: Dataset, batch_size: int = 256, device: torch.device | None = None) -> TensorDataset:
-    """Run the frozen backbone once: ``TensorDataset(features (N, embed_dim), labels (N,))`` on the CPU."""
-    device = device or get_device()
+def _run_frozen(model: nn.Module, dataset: Dataset, fn, batch_size: int, device: torch.device) -> TensorDataset:
+    """One pass over ``dataset`` in eval mode: ``TensorDataset(fn(images) (N, ...), labels (N,))`` on ``device``."""
     model.eval().to(device)
     tf = _transform_of(dataset)
-    feats, labels = [], []
+    outputs, labels = [], []
     with _autocast(device):
         for x, y in iterate(dataset, batch_size, False, device):
-            feats.append(extract_features(model, tf(x)).float())
+            outputs.append(fn(tf(x)).float())
             labels.append(y)
-    return TensorDataset(torch.cat(feats).cpu(), torch.cat(labels).cpu())
+    return TensorDataset(torch.cat(outputs), torch.cat(labels))
+
+
+def cache_features(model: nn.Module, dataset: Dataset, batch_size: int = 256, device: torch.device | None = None) -> TensorDataset:
+    """Run the frozen backbone once: ``TensorDataset(features (N, embed_dim), labels (N,))`` on the CPU."""
+    features = _run_frozen(model, dataset, lambda x: extract_features(model, x), batch_size, device or get_device())
+    return TensorDataset(*(t.cpu() for t in features.tensors))
 
 
 def frozen_prefix_depth(model: nn.Module) -> int:
@@ -181,19 +186,10 @@ class Suffix(nn.Module):
         return self.model.forward_head(self.model.norm(tokens))
 
 
-@torch.no_grad()
 def cache_prefix(model: nn.Module, dataset: Dataset, depth: int, batch_size: int = 256, device: torch.device | None = None) -> TensorDataset:
     """Run the frozen prefix (embedding + the first ``depth`` blocks) once, in eval mode:
     ``TensorDataset(tokens (N, T, D), labels (N,))`` on ``device``."""
-    device = device or get_device()
-    model.eval().to(device)
-    tf = _transform_of(dataset)
-    tokens, labels = [], []
-    with _autocast(device):
-        for x, y in iterate(dataset, batch_size, False, device):
-            tokens.append(_prefix(model, tf(x), depth).float())
-            labels.append(y)
-    return TensorDataset(torch.cat(tokens), torch.cat(labels))
+    return _run_frozen(model, dataset, lambda x: _prefix(model, x, depth), batch_size, device or get_device())
 
 
 def _autocast(device: torch.device):
