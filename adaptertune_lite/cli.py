@@ -63,7 +63,17 @@ def sweep_command(args) -> int:
     if args.method == "adapter_tune":
         axes |= {"rank": args.ranks, "placement": args.placements, "blocks": args.blocks}
     configs = experiments.grid(base, **axes)
-    results = experiments.sweep(configs, args.out, progress=sys.stderr.isatty())
+    executor = None
+    if args.executor == "slurm":
+        try:
+            import submitit
+        except ImportError:
+            print("--executor slurm needs submitit: pip install 'adaptertune_lite[cluster]'", file=sys.stderr)
+            return 2
+        executor = submitit.AutoExecutor(folder=f"{args.out}/submitit")
+        executor.update_parameters(timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_job,
+                                   slurm_partition=args.partition, slurm_array_parallelism=args.parallel)
+    results = experiments.sweep(configs, args.out, progress=sys.stderr.isatty(), executor=executor)
     print(f"{'rank':>4} {'placement':<10} {'blocks':<8} {'seed':>4} {'val %':>6} {'test %':>6} {'time s':>7}")
     for c, r in zip(configs, results):
         print(f"{c.rank:>4} {c.placement:<10} {str(c.blocks):<8} {c.seed:>4} {100 * r['val_acc']:>6.1f} "
@@ -115,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
     s.add_argument("--n-train", type=int, default=None, help="override the recipe's training images")
     s.add_argument("--out", required=True, help="results folder (runs/<key>.json inside)")
+    s.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="local: runs here one after another; slurm: one job per missing run (needs submitit)")
+    s.add_argument("--partition", default=None, help="slurm partition")
+    s.add_argument("--gpus-per-job", type=int, default=1, help="slurm: GPUs per run")
+    s.add_argument("--timeout-min", type=int, default=60, help="slurm: minutes per run")
+    s.add_argument("--parallel", type=int, default=32, help="slurm: runs at once")
     args = parser.parse_args(argv)
 
     if args.command == "doctor":

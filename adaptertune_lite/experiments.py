@@ -170,12 +170,24 @@ def load_result(path: str | os.PathLike, config: RunConfig | None = None) -> dic
     return res
 
 
-def sweep(configs: Iterable[RunConfig], out_dir: str | os.PathLike, progress: bool = True, device=None) -> list[dict]:
+def run_and_save(config: RunConfig, out_dir: str | os.PathLike, device=None, progress: bool = False) -> dict:
+    """Run ``config`` and write its result atomically to :func:`result_path`: one job of a distributed sweep."""
+    res = run(config, progress=progress, device=device)
+    write_json(result_path(out_dir, config), res)
+    return res
+
+
+def sweep(configs: Iterable[RunConfig], out_dir: str | os.PathLike, progress: bool = True, device=None,
+          executor=None) -> list[dict]:
     """Run every config whose result is not in ``out_dir/runs/`` yet; return all results in ``configs``' order.
 
     A progress bar counts runs (each run's own bar nests below it). Each result file is written
     atomically when its run ends: kill the sweep at any moment and run it again to resume.
     Duplicate configs (same key) are run once.
+
+    ``executor``: a submitit executor (``pip install adaptertune_lite[cluster]``), e.g.
+    ``submitit.AutoExecutor(folder=...)`` set up for Slurm: each missing run becomes one job of an
+    array, which writes its own result file, so a cancelled array also resumes.
     """
     configs = list(configs)
     results: dict[str, dict] = {}
@@ -188,9 +200,14 @@ def sweep(configs: Iterable[RunConfig], out_dir: str | os.PathLike, progress: bo
             results[c.key()] = found
         elif all(c.key() != t.key() for t in todo):
             todo.append(c)
+    desc = f"sweep: {len(todo)} to run, {len(results)} cached"
+    if executor is not None and todo:
+        jobs = executor.map_array(run_and_save, todo, [out_dir] * len(todo))
+        for c, job in zip(todo, tqdm(jobs, desc=desc + f" as {len(jobs)} jobs", disable=not progress)):
+            results[c.key()] = job.result()  # waits; a failed job raises with its log's path
+        return [results[c.key()] for c in configs]
     data_cache: dict = {}
-    bar = tqdm(todo, desc=f"sweep: {len(todo)} to run, {len(results)} cached", disable=not progress or not todo)
-    for c in bar:
+    for c in tqdm(todo, desc=desc, disable=not progress or not todo):
         res = run(c, data_cache, progress=progress, device=device)
         write_json(result_path(out_dir, c), res)
         results[c.key()] = res

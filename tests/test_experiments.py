@@ -132,3 +132,17 @@ def test_the_sweep_command_runs_a_grid_and_resumes(tmp_path):
     assert "2 runs" in out.stdout and len(list((tmp_path / "runs").glob("*.json"))) == 2
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.stdout.splitlines()[1:] == out.stdout.splitlines()[1:]  # the same results, from the cache
+
+
+@pytest.mark.slow
+def test_a_sweep_through_submitits_local_executor_writes_the_same_result_files(tmp_path, counted):
+    """The cluster path: each missing run is one job of an array (here submitit's local executor, which runs
+    jobs as processes on this machine the way Slurm would run them on nodes)."""
+    submitit = pytest.importorskip("submitit")
+    executor = submitit.LocalExecutor(folder=tmp_path / "jobs")
+    executor.update_parameters(timeout_min=10)
+    configs = at.grid(TINY, seed=[0, 1])
+    results = at.sweep(configs, tmp_path, progress=False, executor=executor)
+    assert counted == []  # nothing ran in this process
+    assert [experiments.load_result(experiments.result_path(tmp_path, c), c) for c in configs] == results
+    assert at.sweep(configs, tmp_path, progress=False) == results and counted == []  # cached now
