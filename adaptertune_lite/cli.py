@@ -1,5 +1,5 @@
 """The ``adaptertune-lite`` command: ``doctor`` checks a setup, ``pretrain`` builds the kit backbone,
-``sweep`` runs (or resumes) a grid of experiments."""
+``sweep`` runs (or resumes) a grid of experiments, ``figures`` exports the key figures from cached results."""
 
 from __future__ import annotations
 
@@ -101,6 +101,44 @@ def _write_provenance(out: str, n_runs: int, argv: list[str]) -> None:
     })
 
 
+def figures_command(out: str, runs: str | None) -> int:
+    """Export the course's key figures (PNG and SVG) from cached results: the shipped lecture sweep, and the
+    notebooks' sweeps where they have run (``runs``: their results root, default the notebooks' cache)."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import backbones, experiments, params, plots, widgets
+
+    plots.use_style()
+    root = Path(runs) if runs else experiments.runs_root()
+    figures = {}
+    lecture = experiments.load_results(experiments.SHIPPED / "lecture_elbow", method="adapter_tune")
+    full = params.count_parameters(backbones.load_backbone("kit_vit_tiny", num_classes=10)).total  # what full FT trains
+    figures["lecture_elbow"] = widgets.lecture_figure(lecture, 16, full, "AdapterTune on left_digit: accuracy vs rank")
+    elbow = experiments.load_results(root / "05_rank_elbow", method="adapter_tune")
+    sizes = sorted({r["config"]["n_train"] for r in elbow}, key=lambda n: -(n or 0))
+    if sizes:  # the notebook's main sweep: the largest training set
+        figures["rank_elbow"] = widgets.elbow_figure([r for r in elbow if r["config"]["n_train"] == sizes[0]],
+                                                     title=f"rank elbow, {sizes[0]} training images")
+    placement = experiments.load_results(root / "06_placement", method="adapter_tune")
+    if placement:
+        figures["placement"] = widgets.placement_figure(placement)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for name, fig in figures.items():
+        for ext in ("png", "svg"):
+            fig.savefig(Path(out) / f"{name}.{ext}", dpi=150)
+        plt.close(fig)
+        print(f"wrote {out}/{name}.png and .svg")
+    missing = {"rank_elbow", "placement"} - set(figures)
+    if missing:
+        print(f"no cached results for {', '.join(sorted(missing))} under {root}: run notebooks 05 / 06 first")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .pretrain import PretrainConfig
 
@@ -131,8 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--gpus-per-job", type=int, default=1, help="slurm: GPUs per run")
     s.add_argument("--timeout-min", type=int, default=60, help="slurm: minutes per run")
     s.add_argument("--parallel", type=int, default=32, help="slurm: runs at once")
+    f = sub.add_parser("figures", help="export the course's key figures (PNG and SVG) from cached results")
+    f.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
+    f.add_argument("--runs", default=None, help="results root of the notebooks' sweeps (default: $ADAPTERTUNE_RUNS)")
     args = parser.parse_args(argv)
 
+    if args.command == "figures":
+        return figures_command(args.out, args.runs)
     if args.command == "doctor":
         return doctor()
     if args.command == "sweep":

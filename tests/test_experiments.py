@@ -146,3 +146,14 @@ def test_a_sweep_through_submitits_local_executor_writes_the_same_result_files(t
     assert counted == []  # nothing ran in this process
     assert [experiments.load_result(experiments.result_path(tmp_path, c), c) for c in configs] == results
     assert at.sweep(configs, tmp_path, progress=False) == results and counted == []  # cached now
+
+
+def test_the_figures_command_exports_png_and_svg_from_cached_results(tmp_path):
+    from adaptertune_lite.cli import main
+
+    runs = tmp_path / "runs"
+    at.sweep(at.grid(TINY, rank=[1, 2, 4]), runs / "05_rank_elbow", progress=False)
+    assert main(["figures", "--out", str(tmp_path / "fig"), "--runs", str(runs)]) == 0
+    names = sorted(p.name for p in (tmp_path / "fig").iterdir())
+    assert names == ["lecture_elbow.png", "lecture_elbow.svg", "rank_elbow.png", "rank_elbow.svg"]
+    assert all((tmp_path / "fig" / n).stat().st_size > 1000 for n in names)
