@@ -66,3 +66,25 @@ def test_placement_explorer_runs_the_chosen_placement_and_circles_it(tmp_path):
     assert len(circled) == 1
     explorer.button.click()  # the same choice again: loaded from disk, not added twice
     assert len(explorer.results) == 2
+
+
+@pytest.mark.slow
+def test_the_widget_callbacks_also_work_under_ipywidgets_7_as_colab_ships_it():
+    """Colab ships ipywidgets 7.7.1; this suite runs 8.x. Install 7.7.1 beside the environment (once, from the
+    package index) and run the widget tests above again with it first on the path."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    target = Path(sys.prefix) / "ipywidgets-7.7.1"
+    if not (target / "ipywidgets").is_dir():
+        out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                              "ipywidgets==7.7.1", "ipython_genutils"], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+    env = {**__import__("os").environ, "PYTHONPATH": str(target)}
+    version = subprocess.run([sys.executable, "-c", "import ipywidgets; print(ipywidgets.__version__)"],
+                             env=env, capture_output=True, text=True)
+    assert version.stdout.strip() == "7.7.1", version.stderr
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "not ipywidgets_7"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and " passed" in out.stdout, out.stdout[-3000:]
