@@ -158,9 +158,10 @@ def placement_figure(results: Sequence[dict], highlight: dict | None = None, ax:
     if ax is None:
         fig, ax = plt.subplots(figsize=(8, 4.8))
     colours = {p: f"C{i}" for i, p in enumerate(dict.fromkeys(mean.placement))}
-    for _, row in mean.iterrows():
+    for i, row in mean.iterrows():
         ax.scatter(row.params, row.acc, s=80, color=colours[row.placement])
-        ax.annotate(f"{row.blocks} ({row.time:.0f} s)", (row.params, row.acc), textcoords="offset points", xytext=(6, 4), fontsize=9)
+        ax.annotate(f"{row.blocks} ({row.time:.0f} s)", (row.params, row.acc), textcoords="offset points",
+                    xytext=(8, 4 if i % 2 == 0 else -12), fontsize=9, color=colours[row.placement])  # alternate: fewer overlaps
         if highlight and (row.placement, row.blocks) == (highlight["placement"], str(highlight["blocks"])):
             ax.scatter(row.params, row.acc, s=400, facecolors="none", edgecolors="C3", linewidths=2.5)
     for p, c in colours.items():
@@ -168,7 +169,8 @@ def placement_figure(results: Sequence[dict], highlight: dict | None = None, ax:
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("placement: accuracy vs parameters (blocks and seconds per run in labels)")
+    ax.margins(x=0.12)
+    ax.set_title("placement: accuracy vs trainable parameters\n(labels: blocks with adapters, seconds per run)")
     ax.legend(title="placement", fontsize="small", loc="lower right")
     ax.figure.tight_layout()
     return ax.figure

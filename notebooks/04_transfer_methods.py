@@ -117,12 +117,13 @@ display(mem.style.format("{:.1f}").set_caption(f"MiB for one step of {BATCH} ima
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4.2))
-for t, marker in zip(TARGETS, "os"):
+for t, marker, dy in zip(TARGETS, "os", (6, -14)):  # labels above one target's markers, below the other's
     part = summary[summary.dataset == t]
-    ax.errorbar(part.trainable, part.test_acc, yerr=part.test_std, marker=marker, ms=8, capsize=3, label=t)
+    ax.errorbar(part.trainable, part.test_acc, yerr=part.test_std, marker=marker, ms=8, capsize=3, ls="none", label=t)
     for _, row in part.iterrows():
-        ax.annotate(row.method.replace("_", " "), (row.trainable, row.test_acc), textcoords="offset points", xytext=(6, -12))
+        ax.annotate(row.method.replace("_", " "), (row.trainable, row.test_acc), textcoords="offset points", xytext=(8, dy))
 ax.set_xscale("log")
+ax.margins(x=0.25)  # room for the labels
 ax.set_xlabel("trainable parameters (log scale)")
 ax.set_ylabel("test accuracy (%)")
 ax.set_title("what each method trains, and what it buys")
