@@ -165,8 +165,13 @@ def load_result(path: str | os.PathLike, config: RunConfig | None = None) -> dic
     required = ("format", "key", "config", "val_acc", "test_acc", "wall_time_s")
     if not isinstance(res, dict) or res.get("format") != RESULT_FORMAT or any(k not in res for k in required):
         return None
-    if config is not None and (res["key"] != config.key() or res["config"] != config.to_dict()):
-        return None
+    if config is not None:  # the stored config must be one with this key (adapter fields do not count without adapters)
+        try:
+            stored = RunConfig(**res["config"]).key()
+        except TypeError:
+            return None
+        if res["key"] != config.key() or stored != config.key():
+            return None
     return res
 
 
@@ -190,16 +195,11 @@ def sweep(configs: Iterable[RunConfig], out_dir: str | os.PathLike, progress: bo
     array, which writes its own result file, so a cancelled array also resumes.
     """
     configs = list(configs)
-    results: dict[str, dict] = {}
-    todo = []
-    for c in configs:
-        if c.key() in results:
-            continue
-        found = load_result(result_path(out_dir, c), c)
-        if found is not None:
-            results[c.key()] = found
-        elif all(c.key() != t.key() for t in todo):
-            todo.append(c)
+    unique = {}
+    for c in configs:  # configs with the same key run once
+        unique.setdefault(c.key(), c)
+    results = {key: found for key, c in unique.items() if (found := load_result(result_path(out_dir, c), c)) is not None}
+    todo = [c for key, c in unique.items() if key not in results]
     desc = f"sweep: {len(todo)} to run, {len(results)} cached"
     if executor is not None and todo:
         jobs = executor.map_array(run_and_save, todo, [out_dir] * len(todo))

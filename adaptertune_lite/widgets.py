@@ -138,7 +138,7 @@ class LectureDemo:
 
     def run_live(self, _button=None) -> None:
         """Train the next unused seed at every rank of the figure (cached if it ran before), then redraw."""
-        ranks, acc = experiments.by_rank(self.results)
+        ranks, _ = experiments.by_rank(self.results)
         seed = max(r["config"]["seed"] for r in self.results) + 1
         with self.output:
             self.results += run_elbow(self.base, ranks, [seed], self.out_dir)

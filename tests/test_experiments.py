@@ -59,6 +59,10 @@ def test_sweep_computes_what_is_missing_and_reuses_what_is_cached(tmp_path, coun
     again = at.sweep(configs + [replace(TINY, seed=2)], tmp_path, progress=False)  # one new config
     assert len(counted) == 3 and counted[-1].seed == 2
     assert again[:2] == first  # the cached results, as they were
+    head = replace(TINY, method="head_only")
+    at.sweep(at.grid(head, rank=[1, 2]), tmp_path, progress=False)  # one run: rank means nothing without adapters
+    at.sweep([replace(head, rank=8)], tmp_path, progress=False)  # found on disk although stored with rank 1
+    assert [c.method for c in counted[3:]] == ["head_only"]
 
 
 def test_a_corrupt_or_partial_result_file_is_recomputed_not_used(tmp_path, counted):
