@@ -1,5 +1,6 @@
 """The ``adaptertune-lite`` command: ``doctor`` checks a setup, ``pretrain`` builds the kit backbone,
-``sweep`` runs (or resumes) a grid of experiments, ``figures`` exports the key figures from cached results."""
+``sweep`` runs (or resumes) a grid of experiments, ``figures`` exports the key figures from cached results,
+``build-exercises`` writes exercises/ and solutions/ from their masters, ``grade`` grades a class."""
 
 from __future__ import annotations
 
@@ -139,6 +140,51 @@ def figures_command(out: str, runs: str | None) -> int:
     return 0
 
 
+def build_exercises_command(root: str, check: bool) -> int:
+    """Write (or with ``check``, only verify) exercises/ and solutions/ from exercises/src/ under ``root``."""
+    from pathlib import Path
+
+    from .grading import build
+
+    if not build.masters(Path(root)):
+        print(f"no exercise masters in {Path(root) / 'exercises' / 'src'}: run this in the repository "
+              "(or pass --root).", file=sys.stderr)
+        return 2
+    try:
+        stale = build.build(Path(root), check=check)
+    except build.MarkerError as err:
+        print(f"malformed solution markers: {err}", file=sys.stderr)
+        return 2
+    for p in stale:
+        print(f"{'stale' if check else 'wrote'} {p.relative_to(Path(root).resolve()) if p.is_absolute() else p}")
+    if check and stale:
+        print("Out of date: run `adaptertune-lite build-exercises`.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def grade_command(args) -> int:
+    """Grade every submission under ``args.submissions``; print a per-student total."""
+    from .grading import grader
+
+    try:
+        table = grader.grade(args.submissions, args.out, tests=args.tests, timeout=args.timeout, jobs=args.jobs,
+                             sandbox=args.sandbox, feedback_dir=args.feedback, progress=sys.stderr.isatty())
+    except (FileNotFoundError, RuntimeError, ValueError) as err:
+        print(f"grade: {err}", file=sys.stderr)
+        return 2
+    totals: dict[str, list[float]] = {}
+    for row in table:
+        got = totals.setdefault(row["student"], [0.0, 0.0])
+        got[0] += float(row["points"])
+        got[1] += float(row["max"])
+    for student, (got, out_of) in sorted(totals.items()):
+        print(f"{student:<24} {got:>6g} / {out_of:g}")
+    sandboxes = sorted({row["sandbox"] for row in table})
+    print(f"{len(table)} rows in {args.out} (sandbox: {', '.join(sandboxes) or 'none'})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .pretrain import PretrainConfig
 
@@ -172,8 +218,24 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("figures", help="export the course's key figures (PNG and SVG) from cached results")
     f.add_argument("--out", default="figures", help="folder for the figures (default: figures)")
     f.add_argument("--runs", default=None, help="results root of the notebooks' sweeps (default: $ADAPTERTUNE_RUNS)")
+    b = sub.add_parser("build-exercises", help="write exercises/ (stubs) and solutions/ from exercises/src/ masters")
+    b.add_argument("--root", default=".", help="the repository (default: the current folder)")
+    b.add_argument("--check", action="store_true", help="only check; exit 1 if a generated file is stale")
+    g = sub.add_parser("grade", help="grade a folder of submissions: CSV + per-student feedback")
+    g.add_argument("submissions", help="folder with one sub-folder (or one .ipynb) per student")
+    g.add_argument("--out", default="grades.csv", help="CSV to write (default: grades.csv)")
+    g.add_argument("--tests", default=None, help="folder of hidden-test .py files (see README)")
+    g.add_argument("--timeout", type=float, default=120.0, help="seconds per submission (default: 120)")
+    g.add_argument("--jobs", type=int, default=None, help="submissions at once (default: CPU cores)")
+    g.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
+                   help="auto: bubblewrap when installed; bwrap: require it; none: run unconfined")
+    g.add_argument("--feedback", default=None, help="folder for STUDENT.md feedback (default: next to the CSV)")
     args = parser.parse_args(argv)
 
+    if args.command == "build-exercises":
+        return build_exercises_command(args.root, args.check)
+    if args.command == "grade":
+        return grade_command(args)
     if args.command == "figures":
         return figures_command(args.out, args.runs)
     if args.command == "doctor":

@@ -18,43 +18,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import jupytext
-import nbformat
+from adaptertune_lite.twins import canonical_source, cells, render  # one renderer, shared with build-exercises
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("notebooks", "exercises", "solutions")
-
-
-def render(source: Path) -> str:
-    """The .ipynb text for a jupytext percent source: no outputs, stable ids, python3 kernel (Colab's)."""
-    nb = jupytext.read(source, fmt="py:percent")
-    nb.metadata = {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-        "jupytext": {"formats": "ipynb,py:percent"},
-    }
-    for i, cell in enumerate(nb.cells):
-        cell.id = f"cell-{i:03d}"
-        cell.metadata = {}
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    nb.nbformat, nb.nbformat_minor = 4, 5
-    nbformat.validate(nb)
-    return nbformat.writes(nb) + "\n"
-
-
-def canonical_source(source: Path) -> str:
-    """``source`` as jupytext writes it back with the settings of ``jupytext.toml`` (no metadata header)."""
-    nb = jupytext.read(source, fmt="py:percent")
-    nb.metadata = {"jupytext": {"notebook_metadata_filter": "-all", "cell_metadata_filter": "-all"}}
-    for cell in nb.cells:  # as from a saved .ipynb, whose cells carry no jupytext layout hints
-        cell.metadata = {}
-    return jupytext.writes(nb, fmt="py:percent")
-
-
-def cells(ipynb_text: str) -> list[tuple[str, str]]:
-    """What a twin is compared on: each cell's type and source (outputs and metadata are a run's, not the course's)."""
-    return [(c.cell_type, c.source) for c in nbformat.reads(ipynb_text, as_version=4).cells]
 
 
 def sources() -> list[Path]:

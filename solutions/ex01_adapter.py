@@ -1,0 +1,124 @@
+# %% [markdown]
+# # Exercise 01 · Build an adapter (7 points)
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/exercises/ex01_adapter.ipynb)
+#
+# Goes with notebook 01. Three graded tasks:
+#
+# | task | what you write | points |
+# |---|---|---|
+# | `ex01.adapter` | the `Adapter` module | 4 |
+# | `ex01.param_count` | its parameter count as a formula | 1 |
+# | `ex01.freeze` | freezing everything except adapters and head | 2 |
+#
+# Replace each `# YOUR CODE HERE` / `raise NotImplementedError` with your code, then run the
+# `check(...)` cell below it: it tests your code on fresh random inputs against the kit's own
+# implementation and says what it expected, what it saw, and where to look.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("adaptertune_lite") is None:  # Colab or a bare Python: install the kit
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/adaptertune-lite/adaptertune_lite"], check=True)
+
+# %%
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import adaptertune_lite as at
+from adaptertune_lite.grading import check
+
+print({k: at.versions()[k] for k in ("torch", "timm", "adaptertune_lite")}, "|", at.describe_device())
+
+
+# %% [markdown]
+# ## Task 1 · `Adapter` (4 points)
+#
+# An adapter is a bottleneck `A(h) = W_up · GELU(W_down · h + b_down) + b_up` with
+# `W_down ∈ R^{r×d}` and `W_up ∈ R^{d×r}`. The block adds it to the stream: `h' = h + A(h)`.
+# Your module returns `A(h)` only (the residual add happens where it is inserted).
+#
+# AdapterTune's initialisation: `W_down` Xavier-uniform, `b_down = 0`, **`W_up = 0`, `b_up = 0`**,
+# so `A(h)` is exactly zero before training. Use `nn.Linear(d, r)` and `nn.Linear(r, d)`.
+
+# %%
+class Adapter(nn.Module):
+    """``A(h) = W_up · GELU(W_down · h + b_down) + b_up``.
+
+    Args:
+        dim: width ``d`` of the residual stream.
+        rank: bottleneck width ``r``.
+
+    Shapes: ``h`` is ``(..., dim)``; the output has the same shape.
+    """
+
+    def __init__(self, dim: int, rank: int):
+        super().__init__()
+        self.down = nn.Linear(dim, rank)
+        self.up = nn.Linear(rank, dim)
+        nn.init.xavier_uniform_(self.down.weight)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.up(F.gelu(self.down(h)))
+
+
+# %%
+check("ex01.adapter", Adapter)
+
+
+# %% [markdown]
+# ## Task 2 · the parameter count (1 point)
+#
+# Write the number of parameters of one adapter as a formula in `d` and `r` (no model needed).
+# It is what the trainable-parameter tables of the course are made of.
+
+# %%
+def adapter_param_count(d: int, r: int) -> int:
+    """Parameters of one adapter of width ``d`` and rank ``r``."""
+    return 2 * d * r + r + d
+
+
+# %%
+check("ex01.param_count", adapter_param_count)
+
+
+# %% [markdown]
+# ## Task 3 · train only adapters and head (2 points)
+#
+# A model fresh from timm has **every** parameter trainable. A common mistake (the peft issue
+# tracker is full of it) is to switch the adapters on and forget to switch the backbone off, or
+# to freeze the head along with the backbone. Set `requires_grad` so that exactly the adapters'
+# parameters and the classification head (`model.head`) train. `at.adapters_of(model)` lists the adapters.
+
+# %%
+def freeze_for_adapter_tune(model: nn.Module) -> nn.Module:
+    """Freeze every parameter except the adapters' and the head's; return ``model``."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for adapter in at.adapters_of(model).values():
+        for p in adapter.parameters():
+            p.requires_grad_(True)
+    for p in model.head.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+# %%
+check("ex01.freeze", freeze_for_adapter_tune)
+
+# %% [markdown]
+# ## Your code on the kit backbone
+#
+# The same function on the course's ViT with adapters after every block: how small is the
+# trainable part? (`count_parameters` is the kit's own count.)
+
+# %%
+model = at.add_adapters(at.load_backbone("kit_vit_tiny", num_classes=10), rank=16)  # r=16: the paper's default
+print(at.count_parameters(freeze_for_adapter_tune(model)))
