@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[lab,test]"
 	@touch $(STAMP)
 
+# my_work/ (git-ignored): the student's own copies of the exercises; made once, never overwritten.
 lab: $(STAMP)
+	@mkdir -p my_work && for f in exercises/*.ipynb; do [ -e "my_work/$${f##*/}" ] || cp "$$f" my_work/; done
 	$(BIN)/jupyter lab --notebook-dir=$(LAB_DIR) $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP)

@@ -146,6 +146,11 @@ def build_exercises_command(root: str, check: bool) -> int:
 
     from .grading import build
 
+    try:
+        import jupytext  # noqa: F401
+    except ImportError:
+        print("build-exercises needs jupytext: pip install 'adaptertune_lite[lab]' (make lab installs it).", file=sys.stderr)
+        return 2
     if not build.masters(Path(root)):
         print(f"no exercise masters in {Path(root) / 'exercises' / 'src'}: run this in the repository "
               "(or pass --root).", file=sys.stderr)

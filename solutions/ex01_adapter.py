@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Exercise 01 · Build an adapter (7 points)
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/exercises/ex01_adapter.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/solutions/ex01_adapter.ipynb)
 #
 # Goes with notebook 01. Three graded tasks:
 #

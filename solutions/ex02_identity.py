@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Exercise 02 · Insert an adapter by hand and prove the identity (5 points)
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/exercises/ex02_identity.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/solutions/ex02_identity.ipynb)
 #
 # Goes with notebook 02. Two graded tasks:
 #

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Exercise 03 · Gradients at step 0 (5 points)
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/exercises/ex03_gradients.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/solutions/ex03_gradients.ipynb)
 #
 # Goes with notebooks 02 and 03. Two graded tasks:
 #

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Exercise 04 · Measure drift with CKA (5 points)
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/exercises/ex04_drift.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/solutions/ex04_drift.ipynb)
 #
 # Goes with notebook 03. Two graded tasks:
 #

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Exercise 05 · The rank elbow (4 points)
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/exercises/ex05_rank_elbow.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/solutions/ex05_rank_elbow.ipynb)
 #
 # Goes with notebook 05. Three graded tasks:
 #

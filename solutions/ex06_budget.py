@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Exercise 06 · Placement and rank under a parameter budget (5 points)
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/exercises/ex06_budget.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/adaptertune-lite/adaptertune_lite/blob/main/solutions/ex06_budget.ipynb)
 #
 # Goes with notebook 06. Three graded tasks:
 #

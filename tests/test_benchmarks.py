@@ -22,3 +22,13 @@ def test_kit_backbone_benchmark_quick_run_writes_a_report(tmp_path):
         assert f"| {target} |" in report
     assert (tmp_path / "kit_vit_tiny_elbow.png").stat().st_size > 0
     assert '"runs"' in (tmp_path / "kit_vit_tiny.json").read_text()
+
+
+@pytest.mark.slow
+def test_grading_benchmark_quick_run_writes_a_report(tmp_path):
+    out = subprocess.run([sys.executable, "benchmarks/grading.py", "--students", "3", "--out", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = (tmp_path / "grading.md").read_text()
+    assert "| submissions of `ex01_adapter` | 3 |" in report
+    assert "fail 1, not_implemented 3, pass 5" in report  # complete (3 pass), stub (3 not implemented), broken (2 + 1 fail)

@@ -215,6 +215,10 @@ def graded(tmp_path_factory):
     _write(subs / "renamed" / "Copy of ex03_gradients (1).ipynb", solution)
     _write(subs / "nameless" / "my homework.ipynb", solution)
     _write(subs / "escape" / ex03, _with_cell(solution, f"open({str(outside)!r}, 'w').write('escaped')"))
+    snoop = ("leaks = []\nfor path in [%r, %r]:\n    try:\n        leaks.append(open(path).read()[:200])\n"
+             "    except OSError as err:\n        leaks.append(type(err).__name__)\nraise RuntimeError('LEAK ' + ' | '.join(leaks))"
+             % (str(root / "hidden" / "test_ex03.py"), str(subs / "complete" / ex03)))
+    _write(subs / "snoop" / ex03, _with_cell(solution, snoop))
     _write(subs / "exits" / ex03, _with_cell(_with_cell(solution, "import os\nos._exit(3)"), "import sys\nsys.exit(1)",
                                              before="def adapter_grads"))
     _write(subs / "killed" / ex03, _with_cell(solution, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
@@ -260,6 +264,7 @@ def test_the_fixture_class_gets_exactly_the_expected_grades(graded):
     rows, _, _ = graded
     expected = {
         "complete": FULL, "renamed": FULL, "nameless": FULL, "reordered": FULL, "flood": FULL, "exits": FULL,
+        "escape": FULL, "snoop": FULL,  # the attempts raise in their own cell and cost nothing else
         "blank": {"ex03.backprop": (0.0, "not_implemented"), "ex03.init": (0.0, "not_implemented"),
                   "ex03.hidden_zero_up": (0.0, "not_implemented")},
         "hacker": {"ex03.backprop": (0.0, "not_implemented"), "ex03.init": (0.0, "not_implemented"),
@@ -310,15 +315,17 @@ def test_reasons_and_feedback_say_what_happened(graded):
 
 
 @pytest.mark.slow
-def test_a_sandboxed_submission_cannot_write_outside_its_folder(graded):
+def test_a_sandboxed_submission_can_neither_write_outside_its_folder_nor_read_hidden_tests_or_classmates(graded):
     rows, feedback, outside = graded
-    sandbox = {r["sandbox"] for r in rows if r["student"] == "escape"}
+    sandbox = {r["sandbox"] for r in rows if r["student"] in ("escape", "snoop")}
     if sandbox != {"bubblewrap"}:
         assert not os.environ.get("ADAPTERTUNE_REQUIRE_BWRAP"), "CI requires bubblewrap"
         pytest.skip(f"bubblewrap unusable here ({grader.bubblewrap_status()[1]}): ran unconfined")
     assert not outside.exists()
-    assert "Read-only file system" in (feedback / "escape.md").read_text()
-    assert _by_student(rows, "escape") == FULL  # the attempt costs nothing else
+    assert "Errno" in (feedback / "escape.md").read_text()
+    snooped = (feedback / "snoop.md").read_text()
+    assert "RuntimeError: LEAK FileNotFoundError | FileNotFoundError" in snooped
+    assert "hidden:" not in snooped and "adapter_grads" not in snooped.split("LEAK")[1]
 
 
 @pytest.mark.slow

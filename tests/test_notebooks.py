@@ -15,6 +15,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))  # exercises filled in: every self-check must pass
 
 # Text that must appear in a notebook's outputs (beyond running without error).
 EXPECTED = {
@@ -71,7 +72,7 @@ def _outputs(nb) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", NOTEBOOKS + SOLUTIONS, ids=[f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS + SOLUTIONS])
 def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("ADAPTERTUNE_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
@@ -79,6 +80,10 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     shown = _outputs(nb)
+    if path.parent.name == "solutions":
+        from adaptertune_lite.grading import tasks_of
+
+        EXPECTED[path.stem] = [f"PASS  {t.id}  {t.points:g}/{t.points:g} points" for t in tasks_of(path.stem.split("_")[0])]
     for text in EXPECTED.get(path.stem, []):
         assert text in shown, f"{path.name} did not show {text!r}"
     nbformat.write(nb, tmp_path / path.name)  # executed copy, for a human to look at when something fails
@@ -89,8 +94,8 @@ def test_every_notebook_installs_and_opens_from_the_one_repository_url():
 
     repo = pyproject()["project"]["urls"]["Repository"]
     path = repo.removeprefix("https://github.com/")
-    for py in sorted((ROOT / "notebooks").glob("*.py")):
+    for py in sorted(p for folder in ("notebooks", "exercises", "solutions") for p in (ROOT / folder).glob("*.py")):
         text = py.read_text()
         assert f'"git+{repo}"' in text, f"{py.name}: the install cell must pip-install git+{repo}"
-        assert f"colab.research.google.com/github/{path}/blob/main/notebooks/{py.stem}.ipynb" in text, py.name
+        assert f"colab.research.google.com/github/{path}/blob/main/{py.parent.name}/{py.stem}.ipynb" in text, py
         assert set(re.findall(r"github\.com/([\w.-]+/[\w.-]+)", text)) == {path}, f"{py.name} names another repository"

@@ -83,6 +83,7 @@ def outputs(root: Path) -> dict[Path, str]:
     files: dict[Path, str] = {}
     for master in masters(root):
         exercise, solution = split(master.read_text(), str(master.relative_to(root)))
+        solution = solution.replace("/blob/main/exercises/", "/blob/main/solutions/")  # its Colab badge opens itself
         for folder, text in (("exercises", exercise), ("solutions", solution)):
             source = canonical_source(text)
             files[root / folder / master.name] = source
@@ -91,9 +92,15 @@ def outputs(root: Path) -> dict[Path, str]:
 
 
 def build(root: Path, check: bool = False) -> list[Path]:
-    """Write the generated files (or, with ``check``, only list those that are missing or stale)."""
+    """Write the generated files (or, with ``check``, only list those that are missing or stale).
+
+    The check compares an ``.ipynb`` on its cells, as ``tools/sync_notebooks.py --check`` does, so
+    outputs saved by a run do not count as stale."""
+    from ..twins import cells
+
     files = outputs(root)
-    stale = [p for p, text in files.items() if not p.is_file() or p.read_text() != text]
+    same = lambda p, text: p.read_text() == text or (check and p.suffix == ".ipynb" and cells(p.read_text()) == cells(text))  # noqa: E731
+    stale = [p for p, text in files.items() if not p.is_file() or not same(p, text)]
     if not check:
         for p in stale:
             p.parent.mkdir(parents=True, exist_ok=True)

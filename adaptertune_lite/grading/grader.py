@@ -100,17 +100,35 @@ def bubblewrap_status() -> tuple[bool, str]:
     return True, "bubblewrap"
 
 
-def sandbox_prefix(workdir: Path, readable: list[Path]) -> list[str]:
-    """bubblewrap arguments: everything read-only, ``workdir`` writable, no network, own PID space."""
-    args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--bind", str(workdir), str(workdir), "--unshare-all", "--die-with-parent", "--new-session",
-            "--chdir", str(workdir)]
-    for path in readable:
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/sys")
+
+
+def readable_paths() -> list[Path]:
+    """What a sandboxed submission may read: the system, this Python and its packages, and nothing else
+    (not your home, not the other submissions, not the hidden tests)."""
+    import adaptertune_lite
+
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    packages = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and Path(p).is_dir()]
+    wanted = [p for p in SYSTEM if not Path(p).is_symlink()] + sorted(prefixes) + packages
+    wanted.append(str(Path(adaptertune_lite.__file__).parent))  # an editable install lives outside site-packages
+    found = sorted({Path(p).resolve() for p in wanted if Path(p).exists()})
+    return [p for p in found if not any(q != p and q in p.parents for q in found)]  # drop paths inside others
+
+
+def sandbox_prefix(workdir: Path) -> list[str]:
+    """bubblewrap arguments: system and Python read-only, ``workdir`` writable, no network, own namespaces."""
+    args = ["bwrap"]
+    for path in readable_paths():
         args += ["--ro-bind", str(path), str(path)]
-    return args + ["--"]
+    for link in SYSTEM:  # merged-/usr systems: /bin -> usr/bin, /lib64 -> usr/lib64, ...
+        if Path(link).is_symlink():
+            args += ["--symlink", os.readlink(link), link]
+    return args + ["--dev", "/dev", "--proc", "/proc", "--bind", str(workdir), str(workdir), "--unshare-all",
+                   "--die-with-parent", "--new-session", "--chdir", str(workdir), "--"]
 
 
-def grade_submission(sub: Submission, timeout: float, tests: Path | None, sandboxed: bool, threads: int = 1) -> Outcome:
+def grade_submission(sub: Submission, timeout: float, tests: dict[str, str] | None, sandboxed: bool, threads: int = 1) -> Outcome:
     """Run one submission in a fresh, time-limited process and collect its grades."""
     sandbox = "bubblewrap" if sandboxed else "unconfined"
     tasks = tasks_of(sub.exercise) if sub.exercise else []
@@ -122,19 +140,24 @@ def grade_submission(sub: Submission, timeout: float, tests: Path | None, sandbo
         read_end, write_end = os.pipe()
         cmd = [sys.executable, "-m", "adaptertune_lite.grading.worker", str(notebook), "--exercise", sub.exercise,
                "--timeout", str(timeout), "--report-fd", str(write_end)]
-        if tests is not None:
-            cmd += ["--tests", str(tests)]
+        if tests:
+            cmd += ["--tests-on-stdin"]  # sources through a pipe: the files stay invisible to the submission
         if sandboxed:
-            cmd = sandbox_prefix(workdir, [tests] if tests is not None else []) + cmd
+            cmd = sandbox_prefix(workdir) + cmd
         env = {**os.environ, "ADAPTERTUNE_GRADING": "1", "ADAPTERTUNE_FAST": "1", "MPLBACKEND": "Agg",
                "HOME": str(workdir), "TMPDIR": str(workdir / "tmp"), "ADAPTERTUNE_RUNS": str(workdir / "runs"),
                "MPLCONFIGDIR": str(workdir / ".matplotlib"), "IPYTHONDIR": str(workdir / ".ipython"),
                "XDG_CACHE_HOME": str(workdir / ".cache"), "OMP_NUM_THREADS": str(threads),
                "PYTHONDONTWRITEBYTECODE": "1"}
         with tempfile.TemporaryFile() as log:  # the process's own stdout/stderr, outside its folder
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.PIPE,
                                     pass_fds=(write_end,), cwd=workdir, env=env, start_new_session=True)
             os.close(write_end)
+            try:
+                proc.stdin.write(json.dumps(tests or {}).encode())
+                proc.stdin.close()
+            except BrokenPipeError:  # the process is already gone; its outcome says so
+                pass
             events: list[dict] = []
             reader = threading.Thread(target=_read_events, args=(read_end, events), daemon=True)
             reader.start()
@@ -146,9 +169,10 @@ def grade_submission(sub: Submission, timeout: float, tests: Path | None, sandbo
                 proc.wait()
                 killed = True
             reader.join(10)
-            log.seek(0, 2)
-            log_size = log.tell()
-        return _outcome(sub, tasks, events, sandbox, proc.returncode, killed, log_size)
+            log_size = log.seek(0, 2)
+            log.seek(max(0, log_size - 400))
+            log_tail = log.read().decode(errors="replace").strip().splitlines()[-1:] or [""]
+        return _outcome(sub, tasks, events, sandbox, proc.returncode, killed, log_size, log_tail[0])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -162,7 +186,8 @@ def _read_events(fd: int, events: list[dict]) -> None:
                 events.append({"cell_error": {"cell": None, "error": "garbled report line (the notebook wrote to the grader's channel?)"}})
 
 
-def _outcome(sub: Submission, tasks, events: list[dict], sandbox: str, code: int, killed: bool, log_size: int) -> Outcome:
+def _outcome(sub: Submission, tasks, events: list[dict], sandbox: str, code: int, killed: bool, log_size: int,
+             log_tail: str = "") -> Outcome:
     grades = {}
     for e in events:
         if "grade" in e and e["grade"].get("task") in {t.id for t in tasks}:
@@ -175,6 +200,8 @@ def _outcome(sub: Submission, tasks, events: list[dict], sandbox: str, code: int
     done = any(e.get("done") for e in events)
     if killed:
         why, status = f"ran past the time limit (stopped in code cell {last_cell})", "timeout"
+    elif not done and last_cell is None:  # no student code ran: the grader's own start failed, say how
+        why, status = f"the grading process failed to start (exit code {code}): {log_tail[:200]}", "error"
     elif not done:
         why, status = f"the process ended (exit code {code}) in code cell {last_cell} before grading", "error"
     else:
@@ -228,11 +255,12 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, tests: str | o
 
     if sandbox not in ("auto", "bwrap", "none"):
         raise ValueError(f"sandbox must be 'auto', 'bwrap' or 'none', not {sandbox!r}.")
-    tests = Path(tests).resolve() if tests is not None else None
+    hidden = None
     if tests is not None:
-        if not tests.is_dir():
+        if not Path(tests).is_dir():
             raise FileNotFoundError(f"--tests {tests}: not a folder of hidden-test .py files.")
-        load_tests(tests)
+        hidden = {p.name: p.read_text() for p in sorted(Path(tests).glob("*.py"))}
+        load_tests(hidden)
     usable, why = bubblewrap_status() if sandbox != "none" else (False, "sandbox switched off (--sandbox none)")
     if sandbox == "bwrap" and not usable:
         raise RuntimeError(f"--sandbox bwrap: {why}.")
@@ -244,7 +272,7 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, tests: str | o
     threads = max(1, (os.cpu_count() or 1) // jobs)
     outcomes: list[Outcome] = []
     with ThreadPoolExecutor(jobs) as pool:
-        futures = {pool.submit(grade_submission, s, timeout, tests, usable, threads): s for s in subs if s.exercise}
+        futures = {pool.submit(grade_submission, s, timeout, hidden, usable, threads): s for s in subs if s.exercise}
         outcomes += [Outcome(s, [], "not run") for s in subs if not s.exercise]
         for f in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="submission", disable=not progress):
             outcomes.append(f.result())

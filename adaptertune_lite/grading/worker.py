@@ -1,6 +1,6 @@
 """Run one submission and grade what it defined: the part of the batch grader inside the sandbox.
 
-    python -m adaptertune_lite.grading.worker NOTEBOOK --exercise ex01 --timeout 120 --report-fd 3 [--tests DIR]
+    python -m adaptertune_lite.grading.worker NOTEBOOK --exercise ex01 --timeout 120 --report-fd 3 [--tests-on-stdin]
 
 Order matters: the course's checks (and a lecturer's hidden tests) are loaded **before** any
 student code runs, and the grader calls those functions on the objects the notebook defined.
@@ -52,15 +52,15 @@ class CappedOutput(io.TextIOBase):
         return True
 
 
-def load_tests(folder: str | os.PathLike) -> list[str]:
-    """Import every ``*.py`` in ``folder`` (hidden tests register tasks with ``@task``); returns their names."""
-    names = []
-    for path in sorted(Path(folder).glob("*.py")):
-        spec = importlib.util.spec_from_file_location(f"adaptertune_hidden_tests.{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        names.append(path.name)
-    return names
+def load_tests(sources: dict[str, str]) -> list[str]:
+    """Run hidden-test sources (``{file name: text}``; each registers tasks with ``@task``); returns the names."""
+    import types
+
+    for name, text in sources.items():
+        module = types.ModuleType(f"adaptertune_hidden_tests.{Path(name).stem}")
+        module.__file__ = name
+        exec(compile(text, f"<hidden test {name}>", "exec"), module.__dict__)
+    return list(sources)
 
 
 def _alarm(seconds: float) -> None:
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     parser.add_argument("--exercise", required=True)
     parser.add_argument("--timeout", type=float, required=True)
     parser.add_argument("--report-fd", type=int, required=True)
-    parser.add_argument("--tests")
+    parser.add_argument("--tests-on-stdin", action="store_true", help="read hidden tests as JSON from stdin")
     args = parser.parse_args(argv)
     start = time.monotonic()
     import resource
@@ -93,8 +93,9 @@ def main(argv=None) -> int:
     from . import checks  # noqa: F401  (registers the course's tasks)
     from .tasks import Grade, run_task, tasks_of
 
-    if args.tests:
-        load_tests(args.tests)
+    if args.tests_on_stdin:
+        load_tests(json.loads(sys.stdin.read()))
+    sys.stdin = io.StringIO("")  # the notebook gets an empty stdin, never the grader's pipe
     tasks = tasks_of(args.exercise)
     real_exit = os._exit
 
