@@ -27,7 +27,9 @@
 # | 06 placement | five placements and four block choices; cache the frozen prefix | 20 min |
 # | lecture elbow demo | for presenting: the elbow from shipped results, one slider, a live run | 5 min |
 #
-# Graded exercises will follow as their own notebooks.
+# **Graded exercises** (`exercises/ex01_adapter` … `ex06_budget`, one per notebook 01–06, 2–4 tasks
+# each with their points): `make lab` copies them into `my_work/`, where your answers stay yours. Each
+# task ends in a `check(...)` cell that tests your code on fresh inputs and tells you what to fix.
 
 # %% [markdown]
 # ## Setup
