@@ -61,21 +61,35 @@ class Adapter(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Draw the weights. ``W_down`` comes from torch's global generator; a non-zero ``W_up`` comes
+        from a private generator seeded from the global one *without advancing it*. So for one seed
+        every init gets the same ``W_down`` in every adapter of a model, and an init comparison
+        differs in ``W_up`` only."""
         nn.init.xavier_uniform_(self.down.weight)
         nn.init.zeros_(self.down.bias)
         nn.init.zeros_(self.up.bias)
-        if self.init == "zero":
-            nn.init.zeros_(self.up.weight)
-        elif self.init == "small":
-            nn.init.normal_(self.up.weight, std=1e-4)
-        else:  # "random"
-            nn.init.xavier_uniform_(self.up.weight)
+        with torch.no_grad():
+            if self.init == "zero":
+                self.up.weight.zero_()
+            elif self.init == "small":
+                self.up.weight.normal_(0.0, 1e-4, generator=_side_generator())
+            else:  # "random": Xavier-uniform, bound sqrt(6 / (fan_in + fan_out))
+                bound = (6.0 / (self.dim + self.rank)) ** 0.5
+                self.up.weight.uniform_(-bound, bound, generator=_side_generator())
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.scale * self.up(self.act(self.down(h)))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, rank={self.rank}, init={self.init!r}, scale={self.scale}"
+
+
+def _side_generator() -> torch.Generator:
+    """A CPU generator seeded by a hash of the global generator's state, leaving that state as it was."""
+    import hashlib
+
+    state = torch.random.get_rng_state().numpy().tobytes()
+    return torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(state).digest()[:8], "little") >> 1)
 
 
 def num_adapter_params(dim: int, rank: int) -> int:

@@ -46,6 +46,25 @@ def test_nonzero_inits_change_the_output(vit, images, init):
         assert (after - before).abs().max() < 1e-2
 
 
+def test_for_one_seed_every_init_draws_the_same_w_down_in_every_adapter(vit):
+    """An init comparison must differ in W_up only (notebook 03 relies on it)."""
+    downs, ups = {}, {}
+    for init in at.INITS:
+        torch.manual_seed(0)
+        model = at.add_adapters(copy.deepcopy(vit), rank=4, placement="houlsby", init=init)
+        downs[init] = [a.down.weight.detach().clone() for a in at.adapters_of(model).values()]
+        ups[init] = [a.up.weight.detach().clone() for a in at.adapters_of(model).values()]
+    assert len(downs["zero"]) == 2 * len(vit.blocks)
+    for init in ("small", "random"):
+        assert all(torch.equal(a, b) for a, b in zip(downs["zero"], downs[init])), init
+    assert not torch.equal(ups["random"][0], ups["random"][1])  # W_up still differs between adapters
+    bound = (6 / (32 + 4)) ** 0.5
+    assert all(u.abs().max() <= bound for u in ups["random"]) and all(u.std() < 1e-3 for u in ups["small"])
+    torch.manual_seed(1)
+    other = at.add_adapters(copy.deepcopy(vit), rank=4, placement="houlsby", init="random")
+    assert not torch.equal(next(iter(at.adapters_of(other).values())).up.weight, ups["random"][0])  # and with the seed
+
+
 def test_backbone_state_dict_keys_are_unchanged(vit):
     keys = set(vit.state_dict())
     at.add_adapters(vit, rank=4, placement="houlsby")
