@@ -21,7 +21,8 @@ SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))  # exercises filled in:
 EXPECTED = {
     "00_start_here": ["device:", "All set.", "held-out accuracy"],
     "01_build_an_adapter": ["torch.Size([8, 17, 192])", "my adapter == at.Adapter: True", "304,320"],
-    "02_zero_init_identity": ["bitwise identical: 5 of 5 placements", "down-projection gradient is exactly zero"],
+    "02_zero_init_identity": ["bitwise identical: 5 of 5 placements", "down-projection gradient is exactly zero",
+                              "median |ΔW_up| / lr = 1.0000", "still exactly zero", "for every init: **True**"],
     "03_drift_random_init": ["pretraining-head accuracy at step 0", "linear CKA", "relative change of the pooled features"],
     "04_transfer_methods": ["closes", "pretraining buys (points)", "Skipped the GPU section", "Memory per training step", "activations"],
     "05_rank_elbow": ["lbow", "Fitted elbow:", "% of full fine-tuning"],
