@@ -21,21 +21,29 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def block_outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """The residual stream after every block (adapters included), as (B * T, D) token matrices."""
+def block_outputs(model: nn.Module, x: torch.Tensor, tokens: str = "all") -> list[torch.Tensor]:
+    """The residual stream after every block (adapters included), in eval mode.
+
+    ``tokens="all"``: every token of every image, ``(B * T, D)`` per block (CLS and patches pooled
+    together); ``tokens="cls"``: the CLS token only, ``(B, D)`` per block, what the head reads.
+    """
+    if tokens not in ("all", "cls"):
+        raise ValueError(f"tokens must be 'all' or 'cls', not {tokens!r}.")
+    pick = (lambda out: out.flatten(0, 1)) if tokens == "all" else (lambda out: out[:, 0])
     captured: list[torch.Tensor] = []
-    hooks = [b.register_forward_hook(lambda m, a, out: captured.append(out.flatten(0, 1).float())) for b in model.blocks]
+    hooks = [b.register_forward_hook(lambda m, a, out: captured.append(pick(out).float())) for b in model.blocks]
+    was = model.training
     try:
-        was = model.training
         model.eval()
         model(x)
-        model.train(was)
     finally:
+        model.train(was)
         for h in hooks:
             h.remove()
     return captured
 
 
-def block_cka(model: nn.Module, reference: nn.Module, x: torch.Tensor) -> list[float]:
-    """Linear CKA between ``model``'s and ``reference``'s stream after each block, on inputs ``x``."""
-    return [linear_cka(a, b) for a, b in zip(block_outputs(model, x), block_outputs(reference, x))]
+def block_cka(model: nn.Module, reference: nn.Module, x: torch.Tensor, tokens: str = "all") -> list[float]:
+    """Linear CKA between ``model``'s and ``reference``'s stream after each block, on inputs ``x``
+    (``tokens``: ``"all"`` or ``"cls"``, see :func:`block_outputs`)."""
+    return [linear_cka(a, b) for a, b in zip(block_outputs(model, x, tokens), block_outputs(reference, x, tokens))]
