@@ -1,7 +1,8 @@
-"""Training recipes for the kit backbone: the one place notebooks and benchmarks read them.
+"""Training recipes: the one place ``fit``, the notebooks and the benchmarks read them.
 
-The official AdapterTune recipe (AdamW lr 1e-3, weight decay 0.05, cosine with 10 % warm-up,
-gradient clipping 1.0, 50 epochs) is what ``fit`` defaults to. On the small kit backbone and
+``OFFICIAL_RECIPE`` is the official AdapterTune recipe (AdamW lr 1e-3, weight decay 0.05, cosine
+with 10 % warm-up, gradient clipping 1.0, 50 epochs), for timm ViTs at 224 px; ``fit`` takes its
+defaults from it. On the small kit backbone and
 small datasets the learning rates below were chosen by measurement (benchmarks/kit_backbone.py):
 the linear probe wants a larger step, full fine-tuning a smaller one.
 
@@ -12,7 +13,10 @@ rank sweep shows an elbow. ``mnist5k`` and ``digits`` are the "easy transfer" co
 
 from __future__ import annotations
 
-from .runtime import fast_mode
+from .runtime import by_mode
+
+# The official recipe (paper; github salimkhazem/adaptertune). fit() defaults to it.
+OFFICIAL_RECIPE: dict = {"lr": 1e-3, "weight_decay": 0.05, "epochs": 50, "batch_size": 64, "grad_clip": 1.0}
 
 DEFAULT_TARGET = "left_digit"  # the dataset of every comparison, elbow and placement demo
 EASY_TARGETS = ("mnist5k", "digits")  # where the frozen features already suffice
@@ -41,7 +45,8 @@ BUDGETS: dict[str, dict[str, dict]] = {
 def _budget(dataset: str, fast: bool | None) -> dict:
     if dataset not in BUDGETS:
         raise ValueError(f"No kit recipe for dataset {dataset!r}: choose one of {', '.join(BUDGETS)}.")
-    return BUDGETS[dataset]["fast" if (fast_mode() if fast is None else fast) else "full"]
+    budgets = BUDGETS[dataset]
+    return by_mode(budgets["fast"], budgets["full"]) if fast is None else budgets["fast" if fast else "full"]
 
 
 def kit_recipe(method: str, dataset: str = DEFAULT_TARGET, fast: bool | None = None) -> dict:

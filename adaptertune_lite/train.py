@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from .backbones import extract_features
 from .params import count_parameters, set_trainable
+from .recipes import OFFICIAL_RECIPE
 from .runtime import PeakMemory, get_device, seed_everything
 
 
@@ -247,12 +248,12 @@ def fit(
     val: Dataset | None = None,
     *,
     method: str = "adapter_tune",
-    epochs: int = 50,
-    lr: float = 1e-3,
-    weight_decay: float = 0.05,
+    epochs: int = OFFICIAL_RECIPE["epochs"],
+    lr: float = OFFICIAL_RECIPE["lr"],
+    weight_decay: float = OFFICIAL_RECIPE["weight_decay"],
     warmup_epochs: float | None = None,
-    batch_size: int = 64,
-    grad_clip: float | None = 1.0,
+    batch_size: int = OFFICIAL_RECIPE["batch_size"],
+    grad_clip: float | None = OFFICIAL_RECIPE["grad_clip"],
     label_smoothing: float = 0.0,
     seed: int = 0,
     device: torch.device | str | None = None,
@@ -269,7 +270,7 @@ def fit(
         model: a timm ViT; for ``adapter_tune`` with adapters already added.
         train, val: datasets of ``(image, label)``; an in-memory dataset from ``load_dataset`` carries
             the input ``transform`` its backbone expects, applied to each batch on the device.
-        epochs, lr, weight_decay, batch_size, grad_clip: the optimisation recipe (official defaults).
+        epochs, lr, weight_decay, batch_size, grad_clip: the optimisation recipe (defaults: ``recipes.OFFICIAL_RECIPE``).
         warmup_epochs: linear warm-up length; ``None`` means 10 % of ``epochs`` (5 of 50, as official).
         label_smoothing: cross-entropy label smoothing.
         seed: seeds initialisation order, shuffling and dropout; the same seed repeats exactly on CPU.

@@ -10,9 +10,10 @@
 # **Why care?** Fine-tuning every weight of a large pretrained model costs memory, time and a full
 # copy of the model per task. Adapters train a small fraction of the parameters (the paper reports about
 # 0.92 % of full fine-tuning's at rank 16), and a task then needs only a small file of adapter and
-# head weights. The key trick, zero initialisation, makes
-# the adapted network start *exactly* at the pretrained function, so training cannot
-# damage what the backbone already knows before it has learned anything.
+# head weights. The key trick, zero initialisation, makes the adapted network start *exactly* at the
+# pretrained function: before the first update every adapter adds an exact zero, the features are the
+# pretrained ones bit for bit, and the first updates are not driven through a random up-projection
+# (notebook 02 proves it; notebook 03 measures what random initialisation does instead).
 #
 # ## The course
 #
@@ -65,13 +66,16 @@ print("device:", at.describe_device())
 #   each notebook finishes in a few minutes on a laptop CPU.
 # * **full**: the real recipe (more data, more epochs; on a GPU with a timm ViT if you like).
 #
-# Set `ADAPTERTUNE_FAST=1` or `ADAPTERTUNE_FAST=0` in the environment to choose yourself. Notebooks pick sizes
-# with `at.by_mode(fast_value, full_value)`:
+# Set `ADAPTERTUNE_FAST=1` or `ADAPTERTUNE_FAST=0` in the environment to choose yourself. Every recipe lives in
+# one place, `at.recipes` (built on `at.by_mode(fast_value, full_value)`): the official AdapterTune recipe, and
+# the kit backbone's recipe per method with a FAST and a full budget per dataset.
 
 # %%
 FAST = at.fast_mode()
-EPOCHS = at.by_mode(3, 50)  # training epochs: 3 in FAST mode, 50 (the official recipe) otherwise
-print(f"FAST mode is {'on' if FAST else 'off'}; a training run here would use {EPOCHS} epochs")
+recipe = at.recipes.kit_recipe("adapter_tune", "mnist5k")  # lr, weight decay, batch size, epochs for this mode
+print(f"FAST mode is {'on' if FAST else 'off'}; AdapterTune on mnist5k here: {recipe}, "
+      f"{at.recipes.kit_n_train('mnist5k') or 'all'} training images")
+print("the official recipe (timm ViTs at 224 px, the paper):", at.recipes.OFFICIAL_RECIPE)
 
 # %% [markdown]
 # ## Offline by default

@@ -20,7 +20,8 @@ SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))  # exercises filled in:
 # Text that must appear in a notebook's outputs (beyond running without error).
 EXPECTED = {
     "00_start_here": ["device:", "All set.", "held-out accuracy"],
-    "01_build_an_adapter": ["torch.Size([8, 17, 192])", "my adapter == at.Adapter: True", "304,320"],
+    "01_build_an_adapter": ["torch.Size([8, 17, 192])", "my adapter == at.Adapter: True", "304,320",
+                            "block(x) == hand-written block: True", "**0.92 %** with the head"],
     "02_zero_init_identity": ["bitwise identical: 5 of 5 placements", "down-projection gradient is exactly zero",
                               "median |ΔW_up| / lr = 1.0000", "still exactly zero", "for every init: **True**"],
     "03_drift_random_init": ["pretraining-head accuracy at step 0", "linear CKA", "relative change of pooled features",
