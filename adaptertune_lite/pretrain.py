@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .backbones import KIT_BACKBONES, WEIGHTS_DIR, sha256_of
@@ -24,7 +23,7 @@ from .data import BatchTransform
 from .procedural import GENERATOR_VERSION, ProceduralImages
 from .runtime import describe_device, get_device, seed_everything
 from .storage import atomic_path, write_json
-from .train import make_optimizer, warmup_cosine
+from .train import make_optimizer, optimizer_step, warmup_cosine
 
 
 @dataclass
@@ -82,19 +81,14 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path | None = None, device: str
     opt = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay, dev)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.steps, cfg.warmup_steps))
     g = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    params = list(model.parameters())
     curve = []
     start = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc=f"pretrain {cfg.backbone}", disable=not progress)
     for step in bar:
-        x, y = data.sample(cfg.batch_size, g)
-        with amp:
-            loss = F.cross_entropy(model(normalise(x)).float(), y, label_smoothing=cfg.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
+        x, y = data.sample(cfg.batch_size, g)  # a fresh batch from the generator: no epochs, no dataset
+        loss, _ = optimizer_step(model, opt, sched, x, y, transform=normalise, params=params,
+                                 grad_clip=cfg.grad_clip, label_smoothing=cfg.label_smoothing, device=dev)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             acc = _accuracy(model, eval_x, eval_y, normalise)
             curve.append({"step": step + 1, "loss": round(loss.item(), 4), "heldout_acc": round(acc, 4),

@@ -197,6 +197,28 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
 
+def optimizer_step(net: nn.Module, opt, sched, x: torch.Tensor, y: torch.Tensor, *, transform: Callable,
+                   params: Sequence[nn.Parameter], grad_clip: float | None, label_smoothing: float,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training step, the only one in the kit (``fit`` and ``pretrain`` both call it).
+
+    ``x``: a batch as stored (e.g. uint8 ``(B, 3, H, W)``), ``transform`` makes it the model's input;
+    ``y``: ``(B,)`` labels. Forward (bf16 autocast on CUDA), cross-entropy, backward, gradient clipping
+    of ``params``, optimiser and schedule step. Returns ``(loss, logits)``, the loss detached, on the
+    device (no host sync).
+    """
+    with _autocast(device):
+        logits = net(transform(x))
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    sched.step()
+    return loss.detach(), logits
+
+
 @dataclass(frozen=True)
 class MemoryBreakdown:
     """Training memory of one step, in MiB, split by what holds it (AdamW, fp32)."""
@@ -322,17 +344,9 @@ def fit(
             net.train()  # a frozen backbone stays in train mode, as in the official code
             correct = torch.zeros((), device=device, dtype=torch.long)
             for x, y in iterate(train_data, batch_size, True, device, gen):
-                with _autocast(device):
-                    logits = net(tf(x))
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if grad_clip:
-                    torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
-                opt.step()
-                lrs.append(sched.get_last_lr()[0])
-                sched.step()
-                losses[step] = loss.detach()
+                lrs.append(sched.get_last_lr()[0])  # the rate this step uses
+                losses[step], logits = optimizer_step(net, opt, sched, x, y, transform=tf, params=trainable,
+                                                      grad_clip=grad_clip, label_smoothing=label_smoothing, device=device)
                 correct += (logits.argmax(-1) == y).sum()
                 for callback in callbacks:
                     callback({"step": step, "epoch": epoch, "loss": losses[step], "lr": lrs[-1]})
