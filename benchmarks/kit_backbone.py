@@ -8,16 +8,18 @@
 Targets (``adaptertune_lite.data``): the easy-transfer sets ``mnist5k`` and ``digits``, and the targets
 that need adaptation, ``left_digit`` (the course default, ``recipes.DEFAULT_TARGET``) and ``max_digit``.
 
-Writes ``<out>/<backbone>.md`` (tables, bars, machine, date), ``<backbone>.json`` (every run) and
-``<backbone>_elbow.png``. Each finished run is stored in the JSON at once (atomically), so a killed
-benchmark resumes where it stopped. Every figure in the report is measured here.
+A thin client of the experiments engine: every training run is a ``RunConfig`` that
+``experiments.sweep`` runs or finds in its cache (``--runs``, one JSON per run, written atomically),
+so a killed benchmark resumes where it stopped and a run is never trained twice. This script only
+adds the raw-pixel reference, chooses the grids, and writes ``<out>/<backbone>.md`` (tables, bars,
+machine, date), ``<backbone>.json`` (every run's config and metrics) and ``<backbone>_elbow.png``.
+Every figure in the report is measured here.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 import platform
 import time
@@ -28,6 +30,7 @@ import torch
 from scipy.stats import spearmanr
 
 import adaptertune_lite as at
+from adaptertune_lite.experiments import RunConfig, runs_root, sweep
 from adaptertune_lite.recipes import DEFAULT_TARGET, EASY_TARGETS, KIT_RECIPES, kit_n_train, kit_recipe
 from adaptertune_lite.storage import write_json
 
@@ -41,45 +44,25 @@ BAR_EPOCHS = 4  # epochs per run for the quality bars (the live sweep uses the F
 BAR_N_TRAIN = 2000  # training images per dataset for the quality bars (digits: at most its split)
 
 
-def splits(cfg: dict, model, data_cache: dict):
-    """The dataset's splits for ``cfg``, loaded once per benchmark (every method uses them). An ``n_train``
-    subset is the same for every seed; a ``k_shot`` subset is drawn afresh for each seed."""
-    k_shot = cfg.get("k_shot")
-    key = (cfg["dataset"], cfg["n_train"], k_shot, cfg["seed"] if k_shot else 0)
-    if key not in data_cache:
-        data_cache[key] = at.load_dataset(cfg["dataset"], model, n_train=cfg["n_train"], k_shot=k_shot, seed=key[-1])
-    return data_cache[key]
-
-
-def pixel_logreg(cfg: dict, data_cache: dict) -> dict:
+def pixel_logreg(dataset: str, n_train: int) -> dict:
     """Reference point, not a method of the course: logistic regression on the raw grey pixels (at the dataset's
     own size) of the same training subset. A linear probe on a backbone's features is judged against it."""
     from sklearn.linear_model import LogisticRegression
 
-    data = splits(cfg, at.load_backbone(cfg["backbone"], pretrained=False), data_cache)  # the methods' training subset
+    data = at.load_dataset(dataset, n_train=n_train)  # the same subset the engine's runs use (seed 0)
     flat = lambda split: split.images[:, 0].flatten(1).float().numpy() / 255  # noqa: E731  (N, H*W): one grey channel
     start = time.perf_counter()
     clf = LogisticRegression(max_iter=2000).fit(flat(data.train), data.train.labels.numpy())
     return {"test_acc": float(clf.score(flat(data.test), data.test.labels.numpy())), "wall_time_s": time.perf_counter() - start}
 
 
-def run_one(cfg: dict, data_cache: dict, test: bool = True) -> dict:
-    """Train one configuration; return its accuracy (test split unless ``test=False``), parameters and time."""
-    at.seed_everything(cfg["seed"])  # the new head and the adapters are initialised from this seed
-    model = at.load_backbone(cfg["backbone"], num_classes=10, pretrained=cfg["pretrained"])
-    data = splits(cfg, model, data_cache)
-    if cfg["method"] == "adapter_tune":
-        at.add_adapters(model, rank=cfg["rank"])
-    recipe = {**cfg["recipe"], "epochs": cfg["epochs"]}
-    result = at.fit(model, data.train, data.val, method=cfg["method"], seed=cfg["seed"], progress=False, **recipe)
-    counts = at.count_parameters(model)
-    return {
-        "test_acc": at.evaluate(model, data.test) if test else None,
-        "val_acc": result.val_acc,
-        "trainable": counts.trainable,
-        "fraction_of_full": counts.fraction_of_full,
-        "wall_time_s": result.wall_time_s,
-    }
+def config(backbone: str, dataset: str, method: str, seed: int, epochs: int, n_train: int | None, rank: int = 16,
+           k_shot: int | None = None, pretrained: bool = True, recipe: dict | None = None) -> RunConfig:
+    """The engine's config for one run of this benchmark (the kit recipe of ``method`` unless ``recipe`` is given)."""
+    recipe = recipe or KIT_RECIPES[method]
+    return RunConfig(backbone=backbone, dataset=dataset, method=method, rank=rank, seed=seed, n_train=n_train,
+                     k_shot=k_shot, epochs=epochs, pretrained=pretrained, lr=recipe["lr"],
+                     weight_decay=recipe["weight_decay"], batch_size=recipe["batch_size"])
 
 
 def few_shot_epochs(k: int, batch_size: int, min_epochs: int, min_steps: int = FEW_SHOT_STEPS) -> int:
@@ -94,6 +77,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=BAR_EPOCHS, help=f"epochs per run (default {BAR_EPOCHS})")
     p.add_argument("--n-train", type=int, default=BAR_N_TRAIN, help="training images per dataset (digits: at most its split)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--runs", default=None, help="the engine's result cache (default: $ADAPTERTUNE_RUNS/benchmark_<backbone>; "
+                   "--quick: inside --out)")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration: proves the script runs, measures nothing")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -107,22 +92,28 @@ def main(argv=None) -> int:
         ranks, sweep_ranks, k_shots, seeds, epochs, few_steps = [1, 8, 32, 64], [1, 4], [1], [0], 1, 2
         n_train = {d: 64 for d in targets}
 
-    runs = json.loads(store.read_text())["runs"] if store.is_file() else {}
-    data_cache: dict = {}
+    runs_dir = Path(args.runs) if args.runs else (out / "engine_runs" if args.quick else runs_root() / f"benchmark_{args.backbone}")
+    runs: dict[str, dict] = {}  # every run of this report, by key: written to <backbone>.json
 
     def measure(**cfg) -> dict:
-        cfg = {"backbone": args.backbone, "pretrained": True, "rank": 16, "epochs": epochs, **cfg}
+        cfg = {"backbone": args.backbone, "epochs": epochs, **cfg}
         cfg.setdefault("n_train", n_train[cfg["dataset"]])
-        cfg["recipe"] = KIT_RECIPES.get(cfg["method"], {})  # part of the key: a changed recipe is measured afresh
-        key = json.dumps(cfg, sort_keys=True)
-        if key not in runs:
-            run = pixel_logreg if cfg["method"] == "pixel_logreg" else run_one
-            runs[key] = {"config": cfg, **run(cfg, data_cache)}
-            write_json(store, {"runs": runs})
-            shots = f" k={cfg['k_shot']}" if cfg.get("k_shot") else ""
-            print(f"{cfg['dataset']:10} {cfg['method']:13} r={cfg['rank']:<3}{shots} pretrained={cfg['pretrained']!s:5} "
-                  f"seed={cfg['seed']}: test acc {runs[key]['test_acc']:.3f} ({runs[key]['wall_time_s']:.1f} s)", flush=True)
-        return runs[key]
+        if cfg["method"] == "pixel_logreg":  # not a training run: computed here, in seconds
+            key = f"pixel_logreg:{cfg['dataset']}:{cfg['n_train']}"
+            if key not in runs:
+                runs[key] = {"config": {"dataset": cfg["dataset"], "method": "pixel_logreg", "n_train": cfg["n_train"]},
+                             **pixel_logreg(cfg["dataset"], cfg["n_train"])}
+            return runs[key]
+        c = config(**cfg)
+        result = sweep([c], runs_dir, progress=False)[0]  # from the engine's cache, or trained now
+        if c.key() not in runs:
+            runs[c.key()] = {"config": result["config"], **{k: result[k] for k in (
+                "test_acc", "val_acc", "trainable_params", "fraction_of_full", "wall_time_s")}}
+            write_json(store, {"engine_runs": str(runs_dir), "runs": runs})
+            shots = f" k={c.k_shot}" if c.k_shot else ""
+            print(f"{c.dataset:10} {c.method:13} r={c.rank:<3}{shots} pretrained={c.pretrained!s:5} seed={c.seed}: "
+                  f"test acc {result['test_acc']:.3f} ({result['wall_time_s']:.1f} s)", flush=True)
+        return runs[c.key()]
 
     def accs(**cfg) -> np.ndarray:
         return np.array([measure(seed=s, **cfg)["test_acc"] for s in seeds])
@@ -131,7 +122,7 @@ def main(argv=None) -> int:
     for ds in targets:
         res[ds] = {method: accs(dataset=ds, method=method) for method in METHODS}
         # reference with no backbone at all; deterministic, so one fit
-        res[ds]["pixel_logreg"] = np.array([measure(dataset=ds, method="pixel_logreg", seed=0)["test_acc"]])
+        res[ds]["pixel_logreg"] = np.array([measure(dataset=ds, method="pixel_logreg")["test_acc"]])
         if ds != "digits":  # the same methods on a randomly initialised backbone: what pretraining buys each
             for method in METHODS:
                 res[ds][f"{method}_random"] = accs(dataset=ds, method=method, pretrained=False)
@@ -149,13 +140,9 @@ def main(argv=None) -> int:
     fast = kit_recipe("adapter_tune", DEFAULT_TARGET, fast=True)
     sweep_n = 64 if args.quick else kit_n_train(DEFAULT_TARGET, fast=True)
     start = time.perf_counter()
-    sweep_cache: dict = {}
-    sweep_val = []
-    for r in sweep_ranks:
-        sweep_val.append(run_one({"backbone": args.backbone, "pretrained": True, "dataset": DEFAULT_TARGET,
-                                  "method": "adapter_tune", "rank": r, "seed": 0, "epochs": fast["epochs"],
-                                  "recipe": fast, "n_train": sweep_n},
-                                 sweep_cache, test=False)["val_acc"])
+    sweep_cache: dict = {}  # timed afresh: the engine runs each config without looking in any cache
+    sweep_val = [at.run(config(args.backbone, DEFAULT_TARGET, "adapter_tune", 0, fast["epochs"], sweep_n, rank=r,
+                               recipe=fast), sweep_cache, progress=False)["val_acc"] for r in sweep_ranks]
     sweep_s = time.perf_counter() - start
     sweep_rho = float(spearmanr(sweep_ranks, sweep_val)[0]) if len(set(sweep_val)) > 1 else 0.0
     sweep_rise = 100 * (sweep_val[sweep_ranks.index(32)] - sweep_val[0]) if 32 in sweep_ranks else 100 * (sweep_val[-1] - sweep_val[0])
