@@ -16,6 +16,15 @@
 # 7. where the idea comes from.
 
 # %%
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("adaptertune_lite") is None:  # Colab or a bare Python: install the kit
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/adaptertune-lite/adaptertune_lite"], check=True)
+
+# %%
 import copy
 
 import matplotlib.pyplot as plt

@@ -46,7 +46,11 @@ def test_a_config_key_names_exactly_what_the_run_depends_on(monkeypatch):
 
 def test_from_recipe_takes_the_kit_recipe_then_the_changes():
     c = at.RunConfig.from_recipe("full_finetune", "mnist5k", fast=True, seed=3)
-    assert (c.lr, c.epochs, c.n_train, c.seed) == (5e-4, 3, 800, 3)
+    from adaptertune_lite.recipes import BUDGETS, KIT_RECIPES
+
+    fast = BUDGETS["mnist5k"]["fast"]
+    assert (c.lr, c.epochs, c.n_train, c.seed) == (KIT_RECIPES["full_finetune"]["lr"], fast["epochs"], fast["n_train"], 3)
+    assert c.epochs != BUDGETS["mnist5k"]["full"]["epochs"]  # the FAST budget, not the full one
     with pytest.raises(ValueError, match="Unknown RunConfig fields"):
         at.grid(TINY, colour=["red"])
 
