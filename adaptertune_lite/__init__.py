@@ -11,8 +11,11 @@ Read it top to bottom, one module per concept:
 * ``train``      – ``fit`` and ``evaluate``
 * ``experiments`` – run configs, resumable sweeps with a result cache, the elbow fit
 * ``pretrain``   – the recipe behind the shipped kit weights
+* ``recipes``    – the one place for training recipes and the default target
 * ``runtime``    – device, seeds, FAST mode, versions
 * ``storage``    – atomic writes
+* ``twins``      – percent ``.py`` notebooks and their ``.ipynb`` twins
+* ``grading``    – self-checks, the exercise build, the sandboxed batch grader
 """
 
 from .adapters import (
