@@ -136,7 +136,7 @@ ax.bar(step0["block"] + 0.2, step0["‖∂L/∂W_down‖"], width=0.4, label="�
 ax.set_xlabel("block")
 ax.set_ylabel("gradient norm at step 0 (Frobenius)")
 ax.set_title("Step 0: only the up-projections get a gradient")
-ax.legend()
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, never over a bar
 plt.show()
 top = int(step0.loc[step0["‖∂L/∂W_up‖"].idxmax(), "block"])
 display(Markdown(f"At step 0 the **down-projection gradient is exactly zero** in every adapter; the up-projection's is "
