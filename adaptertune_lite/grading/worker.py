@@ -18,7 +18,7 @@ Events go to the grader as JSON lines on ``--report-fd``: ``{"cell": i}`` before
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import contextlib
 import io
 import json
 import os
@@ -63,12 +63,28 @@ def load_tests(sources: dict[str, str]) -> list[str]:
     return list(sources)
 
 
-def _alarm(seconds: float) -> None:
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
-
-
 def _raise_timeout(signum, frame):
     raise Timeout("time limit reached")
+
+
+def _no_hard_exit(code=0):
+    raise SystemExit(code)  # os._exit would end the process before anything is graded
+
+
+@contextlib.contextmanager
+def guarded(seconds: float, output: io.TextIOBase):
+    """Run student code inside: a time limit (``Timeout``), output into ``output``, ``os._exit`` turned into
+    ``SystemExit``; the grader's own handler, streams and ``os._exit`` restored after, whatever happened."""
+    real_exit, real_stdout, real_stderr = os._exit, sys.stdout, sys.stderr
+    signal.signal(signal.SIGALRM, _raise_timeout)  # set each time: student code may have replaced the handler
+    sys.stdout = sys.stderr = output
+    os._exit = _no_hard_exit
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        os._exit, sys.stdout, sys.stderr = real_exit, real_stdout, real_stderr
 
 
 def main(argv=None) -> int:
@@ -97,7 +113,6 @@ def main(argv=None) -> int:
         load_tests(json.loads(sys.stdin.read()))
     sys.stdin = io.StringIO("")  # the notebook gets an empty stdin, never the grader's pipe
     tasks = tasks_of(args.exercise)
-    real_exit = os._exit
 
     # 2. The student's notebook, cell by cell.
     try:  # plain JSON: nbformat's validator costs a second of start-up per submission
@@ -110,12 +125,6 @@ def main(argv=None) -> int:
     run_budget = 0.8 * args.timeout  # leave a fifth of the time for the checks
     shell = InteractiveShell.instance(colors="nocolor")
     out = CappedOutput()
-    real_stdout, real_stderr = sys.stdout, sys.stderr
-    signal.signal(signal.SIGALRM, _raise_timeout)
-
-    def no_hard_exit(code=0):
-        raise SystemExit(code)
-
     stopped = None  # the code cell the time limit stopped in
     for i, source in enumerate(sources):
         left = run_budget - (time.monotonic() - start)
@@ -124,19 +133,12 @@ def main(argv=None) -> int:
             emit(cell_error={"cell": i, "error": f"not run: the time limit was reached before code cell {i}"})
             break
         emit(cell=i)
-        signal.signal(signal.SIGALRM, _raise_timeout)  # again: a cell may have replaced the handler
-        sys.stdout = sys.stderr = out
-        os._exit = no_hard_exit
         try:
-            _alarm(left)
-            result = shell.run_cell(source, store_history=False, silent=False)
+            with guarded(left, out):
+                result = shell.run_cell(source, store_history=False, silent=False)
         except Timeout as err:  # raised between IPython's own handlers
             result = None
             error: BaseException | None = err
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            os._exit = real_exit
-            sys.stdout, sys.stderr = real_stdout, real_stderr
         if result is not None:
             error = result.error_in_exec or result.error_before_exec
         if isinstance(error, Timeout):
@@ -159,19 +161,12 @@ def main(argv=None) -> int:
                           f"not defined: {', '.join(missing)} (was its cell deleted, renamed or left failing?)")
         else:
             try:
-                signal.signal(signal.SIGALRM, _raise_timeout)
-                _alarm(deadline - time.monotonic())
-                sys.stdout = sys.stderr = CappedOutput(10_000)
-                os._exit = no_hard_exit
-                grade = run_task(t, *(namespace[n] for n in t.needs))
+                with guarded(deadline - time.monotonic(), CappedOutput(10_000)):
+                    grade = run_task(t, *(namespace[n] for n in t.needs))
             except Timeout:
                 grade = Grade(t.id, 0.0, t.points, "timeout", "the check ran past the time limit (an endless loop?)")
             except BaseException as err:  # SystemExit or KeyboardInterrupt from the student's function
                 grade = Grade(t.id, 0.0, t.points, "error", f"{type(err).__name__}: {err}"[:200])
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                os._exit = real_exit
-                sys.stdout, sys.stderr = real_stdout, real_stderr
         emit(grade=asdict(grade))
     emit(done=True)
     report.close()
