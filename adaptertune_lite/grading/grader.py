@@ -250,7 +250,6 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, tests: str | o
     """
     from tqdm.auto import tqdm
 
-    from . import checks  # noqa: F401  (registers the course's tasks)
     from .worker import load_tests
 
     if sandbox not in ("auto", "bwrap", "none"):

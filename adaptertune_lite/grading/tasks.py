@@ -153,8 +153,6 @@ def check(task_id: str, *objects) -> Grade:
     """The inline self-check: ``check("ex01.adapter", Adapter)`` prints PASS/FAIL per part with hints.
 
     It works the same in JupyterLab, Colab and a plain Python process (it only prints)."""
-    from . import checks  # noqa: F401  (registers the course's tasks)
-
     if task_id not in TASKS:
         known = ", ".join(sorted(TASKS))
         raise KeyError(f"No task {task_id!r}. Known tasks: {known}.")
