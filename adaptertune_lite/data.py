@@ -106,6 +106,63 @@ class FileImageDataset(Dataset):
         return self.decode(img), int(label)
 
 
+def decode_all(dataset: Dataset, batch_size: int = 256, num_workers: int = 2, progress: bool = True) -> ImageTensorDataset:
+    """Decode a file-backed split once into memory: an :class:`ImageTensorDataset` of uint8 ``(N, 3, S, S)``
+    images with the same labels, classes and transform. Training then slices batches from it (on the GPU
+    if it is moved there) instead of decoding every image every epoch. In-memory splits come back as they are."""
+    if isinstance(dataset, TensorDataset):
+        return dataset
+    from tqdm.auto import tqdm
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    images, labels = zip(*tqdm(loader, desc="decoding images once", disable=not progress, leave=False))
+    return ImageTensorDataset(torch.cat(images), torch.cat(labels), list(dataset.classes), dataset.transform)
+
+
+def nbytes_of(dataset: Dataset) -> int:
+    """Bytes the split's images take in memory as uint8 (from the first image's size)."""
+    if isinstance(dataset, TensorDataset):
+        return sum(t.numel() * t.element_size() for t in dataset.tensors)
+    return len(dataset) * dataset[0][0].numel()
+
+
+class RandomResizedCropFlip(nn.Module):
+    """Batch augmentation on the device: a random crop of each image, resized back to its size, and a
+    random horizontal flip (torchvision's ``RandomResizedCrop`` + ``RandomHorizontalFlip``, per image but
+    in one ``grid_sample`` call for the whole batch, with no host sync).
+
+    Args:
+        scale: range of the crop's area as a fraction of the image.
+        ratio: range of the crop's aspect ratio (width / height).
+        flip: flip each image left-right with probability 0.5 (not for digits, whose mirror image is no digit).
+
+    ``(B, C, H, W)`` float -> ``(B, C, H, W)``; identity in eval mode.
+    """
+
+    def __init__(self, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True):
+        super().__init__()
+        self.scale, self.ratio, self.flip = scale, ratio, flip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        b = len(x)
+        u = lambda lo, hi: lo + (hi - lo) * torch.rand(b, device=x.device)  # noqa: E731
+        area = u(*self.scale)
+        aspect = torch.exp(u(*np.log(self.ratio)))
+        w = torch.sqrt(area * aspect).clamp(max=1.0)  # crop size as a fraction of the image
+        h = torch.sqrt(area / aspect).clamp(max=1.0)
+        cx, cy = (1 - w) * u(-1.0, 1.0), (1 - h) * u(-1.0, 1.0)  # crop centre, the crop inside the image
+        sign = torch.where(torch.rand(b, device=x.device) < 0.5, -1.0, 1.0) if self.flip else torch.ones(b, device=x.device)
+        zero = torch.zeros_like(w)
+        theta = torch.stack([torch.stack([w * sign, zero, cx], -1), torch.stack([zero, h, cy], -1)], 1)  # (B, 2, 3)
+        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, ratio={self.ratio}, flip={self.flip}"
+
+
 @dataclass
 class DataSplits:
     """Train / validation / test splits of one dataset."""

@@ -10,6 +10,9 @@ from typing import TypeVar
 
 import numpy as np
 import torch
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 T = TypeVar("T")
 
@@ -78,6 +81,27 @@ def versions() -> dict[str, str]:
     return out
 
 
+def cpu_threads() -> int:
+    """The CPU cores this process may really use: the smaller of its CPU affinity and the container's
+    CPU quota (cgroup v2 ``cpu.max``). ``os.cpu_count()`` reports the host's cores, and a torch that
+    runs that many threads in a 2-core container slows down instead of speeding up."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def use_cpu_threads() -> int:
+    """Cap torch's CPU threads at :func:`cpu_threads` (never raises a lower setting); returns the count used."""
+    if torch.get_num_threads() > cpu_threads():
+        torch.set_num_threads(cpu_threads())
+    return torch.get_num_threads()
+
+
 def describe_device(device: torch.device | None = None) -> str:
     """One line naming the device, e.g. ``'cuda: NVIDIA H100 80GB HBM3'`` or ``'cpu: 2 threads'``."""
     device = device or get_device()
@@ -133,3 +157,59 @@ class PeakMemory:
             self._thread.join()
             peak = max(self._peak, self._proc.memory_info().rss)
         self.mb = max(0, peak - self._start) / 2**20
+
+
+class TensorMemory(TorchDispatchMode):
+    """Exact peak of the tensor memory created inside a block of code, on any device.
+
+    Every tensor an operation returns is recorded with its storage size; a storage counts until it is
+    freed. Unlike :class:`PeakMemory` this is not a sample of the process: it sees exactly the tensors the
+    code creates (activations, gradients, temporaries of one layer), the same on CPU and GPU, and it sees
+    what gradient checkpointing frees and recomputes. It does not see scratch space an operation uses
+    internally and never returns (e.g. a fused kernel's workspace), nor tensors created before the block.
+    (torch's own ``MemTracker`` does more, but refuses models with frozen parameters.)
+
+    >>> with TensorMemory() as mem:
+    ...     x = torch.ones(2**18)  # 1 MiB of float32
+    >>> mem.peak() / 2**20
+    1.0
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._clock = 0
+        self._records: list[list] = []  # [weak ref, storage id, bytes, created at, freed at or None]
+        self._alive: dict[int, list] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self._clock += 1
+        for key, record in list(self._alive.items()):
+            if record[0].expired():
+                record[4] = self._clock
+                del self._alive[key]
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                if storage._cdata not in self._alive and storage.nbytes():
+                    record = [StorageWeakRef(storage), storage._cdata, storage.nbytes(), self._clock, None]
+                    self._alive[storage._cdata] = record
+                    self._records.append(record)
+        return out
+
+    def peak(self, exclude: tuple[torch.Tensor, ...] = ()) -> int:
+        """Peak bytes held at once, leaving out tensors in ``exclude`` that are still alive (e.g. the
+        parameter gradients, to count them separately)."""
+        skip = {t.untyped_storage()._cdata for t in exclude}
+        events = []
+        for _, key, nbytes, born, freed in self._records:
+            if freed is None and key in skip:
+                continue
+            events.append((born, nbytes))
+            if freed is not None:
+                events.append((freed, -nbytes))
+        now = peak = 0
+        for _, delta in sorted(events):  # at one tick, frees (negative) come before new tensors
+            now += delta
+            peak = max(peak, now)
+        return peak

@@ -17,6 +17,7 @@ and cached head-only training equals the step-by-step kind; a timm ViT built wit
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -25,14 +26,16 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from .backbones import extract_features
+from .data import decode_all, nbytes_of
 from .params import count_parameters, set_trainable
 from .recipes import OFFICIAL_RECIPE
-from .runtime import PeakMemory, get_device, seed_everything
+from .runtime import PeakMemory, TensorMemory, get_device, seed_everything, use_cpu_threads
 
 
 @dataclass
@@ -89,7 +92,7 @@ def make_optimizer(params, lr: float, weight_decay: float, device: torch.device)
 
 def iterate(dataset: Dataset, batch_size: int, shuffle: bool, device: torch.device, generator: torch.Generator | None = None):
     """Batches ``(x, y)`` on ``device``. In-memory ``TensorDataset``s are sliced directly (no
-    per-sample Python); other datasets go through a ``DataLoader``."""
+    per-sample Python); other datasets go through a ``DataLoader``, in the same order for the same generator."""
     if isinstance(dataset, TensorDataset):
         x_all, y_all = (t.to(device, non_blocking=True) for t in dataset.tensors[:2])
         n = len(y_all)
@@ -98,7 +101,8 @@ def iterate(dataset: Dataset, batch_size: int, shuffle: bool, device: torch.devi
             idx = order[i : i + batch_size]
             yield x_all[idx], y_all[idx]
         return
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=2,
+    order = torch.randperm(len(dataset), generator=generator).tolist() if shuffle else None  # the same order as above
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=2,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     for x, y in loader:
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -111,6 +115,22 @@ def on_device(dataset: Dataset, device: torch.device) -> Dataset:
         moved.tensors = tuple(t.to(device) for t in dataset.tensors)
         return moved
     return dataset
+
+
+def _should_preload(dataset: Dataset, device: torch.device, preload: bool | None) -> bool:
+    """Whether ``fit`` decodes a file-backed split into memory once: as asked, or (``None``) when its uint8
+    images take at most half the free memory of ``device``."""
+    if isinstance(dataset, TensorDataset) or preload is False:
+        return False
+    if preload:
+        return True
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        import psutil
+
+        free = psutil.virtual_memory().available
+    return nbytes_of(dataset) <= free / 2
 
 
 def _transform_of(dataset: Dataset):
@@ -183,7 +203,10 @@ class Suffix(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         for block in self.model.blocks[self.start :]:
-            tokens = block(tokens)
+            if getattr(self.model, "grad_checkpointing", False) and torch.is_grad_enabled():
+                tokens = torch.utils.checkpoint.checkpoint(block, tokens, use_reentrant=False)  # as timm does
+            else:
+                tokens = block(tokens)
         return self.model.forward_head(self.model.norm(tokens))
 
 
@@ -191,6 +214,18 @@ def cache_prefix(model: nn.Module, dataset: Dataset, depth: int, batch_size: int
     """Run the frozen prefix (embedding + the first ``depth`` blocks) once, in eval mode:
     ``TensorDataset(tokens (N, T, D), labels (N,))`` on ``device``."""
     return _run_frozen(model, dataset, lambda x: _prefix(model, x, depth), batch_size, device or get_device())
+
+
+@contextlib.contextmanager
+def checkpointing(model: nn.Module, enabled: bool):
+    """Gradient checkpointing of ``model``'s blocks on or off inside the block (timm's
+    ``set_grad_checkpointing``), and the model's own setting restored after it."""
+    was = getattr(model, "grad_checkpointing", False)
+    model.set_grad_checkpointing(enabled)
+    try:
+        yield model
+    finally:
+        model.set_grad_checkpointing(was)
 
 
 def _autocast(device: torch.device):
@@ -221,46 +256,51 @@ def optimizer_step(net: nn.Module, opt, sched, x: torch.Tensor, y: torch.Tensor,
 
 @dataclass(frozen=True)
 class MemoryBreakdown:
-    """Training memory of one step, in MiB, split by what holds it (AdamW, fp32)."""
+    """Training memory of one step, in MiB, split by what holds it (AdamW)."""
 
     weights: float  # every parameter
     gradients: float  # one gradient per trainable parameter
     optimizer: float  # AdamW's two moments per trainable parameter
-    activations: float  # tensors the forward pass saves for the backward pass
+    activations: float  # peak of what forward + backward create: saved activations and the working memory of a layer
 
     @property
     def total(self) -> float:
         return self.weights + self.gradients + self.optimizer + self.activations
 
 
-def memory_breakdown(model: nn.Module, x: torch.Tensor, method: str) -> MemoryBreakdown:
-    """What one training step of ``method`` holds in memory for the batch ``x`` ``(B, 3, H, W)``, counted
-    exactly (not sampled): parameters from their sizes, activations from the tensors autograd saves for the
-    backward pass (``torch.autograd.graph.saved_tensors_hooks``), each storage counted once. Same answer
-    on every device; it leaves ``model``'s trainable flags set for ``method``."""
-    set_trainable(model, method)
+def memory_breakdown(model: nn.Module, x: torch.Tensor, method: str | None = None, *,
+                     grad_checkpointing: bool = False) -> MemoryBreakdown:
+    """What one training step of ``method`` holds in memory for the batch ``x`` ``(B, 3, H, W)``.
+
+    Parameters, their gradients and AdamW's two moments are counted from their sizes. Activations are
+    measured, exactly rather than sampled, by running one forward and backward pass (in train mode, bf16
+    autocast on CUDA as in :func:`optimizer_step`) under :class:`~adaptertune_lite.runtime.TensorMemory`:
+    the peak of the tensors the step creates, its parameter gradients left out. The same answer on every
+    device. ``grad_checkpointing=True`` measures the step with gradient checkpointing of the blocks (each block
+    keeps only its input and recomputes the rest during the backward pass). ``method=None`` keeps the
+    model's trainable flags (e.g. a peft model); otherwise they are set for ``method`` and left so.
+    """
+    if method is not None:
+        set_trainable(model, method)
     params = list(model.parameters())
-    param_storages = {p.untyped_storage().data_ptr() for p in params}
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in param_storages:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return t
-
+    trainable = [p for p in params if p.requires_grad]
     was_training = model.training
-    model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    model.train(was_training)
+    model.train().zero_grad(set_to_none=True)
+    try:
+        with checkpointing(model, grad_checkpointing), TensorMemory() as memory, _autocast(x.device):
+            logits = model(x)
+            F.cross_entropy(logits.float(), torch.zeros(len(x), dtype=torch.long, device=x.device)).backward()
+        activations = memory.peak(exclude=tuple(p.grad for p in trainable if p.grad is not None))
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
     mib = lambda n: n / 2**20  # noqa: E731
-    trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    trainable_bytes = sum(p.numel() * p.element_size() for p in trainable)
     return MemoryBreakdown(
         weights=mib(sum(p.numel() * p.element_size() for p in params)),
-        gradients=mib(trainable),
-        optimizer=mib(2 * trainable),
-        activations=mib(sum(saved.values())),
+        gradients=mib(trainable_bytes),
+        optimizer=mib(2 * trainable_bytes),
+        activations=mib(activations),
     )
 
 
@@ -281,6 +321,10 @@ def fit(
     device: torch.device | str | None = None,
     cache_head_features: bool = True,
     cache_frozen_prefix: bool = False,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    preload: bool | None = None,
+    grad_checkpointing: bool = False,
+    compile: bool | str = False,
     eval_each_epoch: bool = False,
     progress: bool = True,
     deterministic: bool = False,
@@ -300,6 +344,14 @@ def fit(
         cache_frozen_prefix: for ``adapter_tune`` with adapters only in later blocks (e.g. ``last_k(2)``), run
             the frozen blocks before them once (eval mode) and train on their cached output: exact for
             backbones without dropout / drop-path in those blocks (the kit's), and much faster.
+        augment: a batch augmentation applied to training batches after the transform, on the device
+            (e.g. :class:`~adaptertune_lite.data.RandomResizedCropFlip`); never to evaluation batches.
+        preload: decode a file-backed dataset (torchvision) once into uint8 tensors held on the device,
+            instead of decoding every image every epoch. ``None``: when it takes at most half the free memory.
+        grad_checkpointing: keep only each block's input during the forward pass and recompute the rest in
+            the backward pass: much less activation memory for about one extra forward pass of compute.
+        compile: ``torch.compile`` the training forward (``True``, or a backend name such as
+            ``"aot_eager"``). The model itself is not replaced, so its checkpoint keys stay clean.
         eval_each_epoch: also record validation accuracy after every epoch.
         callbacks: functions called after every optimiser step with ``{"step", "epoch", "loss", "lr"}``
             (as minGPT's ``on_batch_end``): e.g. to stream a live loss curve. ``loss`` is a 0-dim tensor on
@@ -311,11 +363,16 @@ def fit(
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1 (got epochs={epochs}, batch_size={batch_size}).")
     device = device if isinstance(device, torch.device) else get_device(device)
+    if device.type == "cpu":
+        use_cpu_threads()
     seed_everything(seed, deterministic)
     set_trainable(model, method)
     model.to(device)
     start = time.perf_counter()
-    with PeakMemory(device) as memory:  # what this run adds: data copies, features, gradients, optimiser state, activations
+    # PeakMemory: what this run adds (data copies, features, gradients, optimiser state, activations)
+    with PeakMemory(device) as memory, checkpointing(model, grad_checkpointing):
+        train, val = (decode_all(d, progress=progress) if d is not None and _should_preload(d, device, preload) else d
+                      for d in (train, val))
         net, train_data, val_data = model, on_device(train, device), on_device(val, device) if val is not None else None
         if method == "head_only" and cache_head_features:
             train_data = on_device(cache_features(model, train_data, device=device), device)
@@ -326,6 +383,9 @@ def fit(
             val_data = cache_prefix(model, val_data, depth, device=device) if val is not None else None
             net = Suffix(model, depth)
         tf = _transform_of(train_data)
+        if augment is not None:
+            tf = lambda x, tf=tf: augment(tf(x))  # noqa: E731  (training batches only)
+        step_net = net if not compile else torch.compile(net, **({} if compile is True else {"backend": compile}))
 
         steps_per_epoch = math.ceil(len(train_data) / batch_size)
         total = epochs * steps_per_epoch
@@ -345,7 +405,7 @@ def fit(
             correct = torch.zeros((), device=device, dtype=torch.long)
             for x, y in iterate(train_data, batch_size, True, device, gen):
                 lrs.append(sched.get_last_lr()[0])  # the rate this step uses
-                losses[step], logits = optimizer_step(net, opt, sched, x, y, transform=tf, params=trainable,
+                losses[step], logits = optimizer_step(step_net, opt, sched, x, y, transform=tf, params=trainable,
                                                       grad_clip=grad_clip, label_smoothing=label_smoothing, device=device)
                 correct += (logits.argmax(-1) == y).sum()
                 for callback in callbacks:

@@ -7,6 +7,7 @@ import torch
 from helpers import tiny_vit
 
 import adaptertune_lite as at
+from adaptertune_lite.runtime import TensorMemory
 from adaptertune_lite.train import warmup_cosine
 
 TINY = dict(epochs=2, batch_size=64, progress=False)
@@ -53,14 +54,39 @@ def test_callbacks_see_every_step_with_its_loss_and_learning_rate(digits):
 def test_memory_breakdown_counts_what_each_method_holds(images):
     """Frozen weights need no gradients or optimiser state, but adapters after every block still need every
     block's activations for the backward pass (the saving is not proportional to trainable parameters)."""
+    images = torch.randn(32, 3, 32, 32)
     model = at.add_adapters(tiny_vit(), rank=4)
     head, adapt, full = (at.memory_breakdown(model, images, m) for m in ("head_only", "adapter_tune", "full_finetune"))
     assert head.weights == adapt.weights == full.weights == full.gradients == full.optimizer / 2
     counts = at.count_parameters(model)
     assert adapt.gradients * 2**20 == 4 * (counts.adapter + counts.head)  # fp32: 4 bytes per trainable parameter
-    assert head.activations < adapt.activations / 10 and adapt.activations < full.activations
+    assert head.activations < adapt.activations < full.activations
     last = at.add_adapters(tiny_vit(), rank=4, blocks=at.last_k(1))
     assert at.memory_breakdown(last, images, "adapter_tune").activations < adapt.activations / 2  # backward stops early
+    assert all(p.grad is None for p in model.parameters())  # nothing left behind
+
+
+def test_memory_breakdown_sees_what_checkpointing_frees(images):
+    """Measured, not modelled: with checkpointing each block keeps only its input, and twice the batch
+    needs about twice the activations."""
+    images = torch.randn(32, 3, 32, 32)
+    model = at.add_adapters(tiny_vit(), rank=4)
+    plain = at.memory_breakdown(model, images, "adapter_tune")
+    ckpt = at.memory_breakdown(model, images, "adapter_tune", grad_checkpointing=True)
+    assert ckpt.activations < plain.activations / 1.5 and ckpt.weights == plain.weights
+    assert model.grad_checkpointing is False  # the model's own setting is restored
+    double = at.memory_breakdown(model, torch.cat([images, images]), "adapter_tune")
+    assert 1.8 < double.activations / plain.activations < 2.2
+
+
+def test_tensor_memory_counts_live_tensors_until_they_are_freed():
+    with TensorMemory() as mem:
+        a = torch.ones(2**18)  # 1 MiB
+        b = a * 2  # 2 MiB live
+        del a
+        c = b + 1  # still 2 MiB: a was freed first
+    assert mem.peak() == 2 * 2**20
+    assert mem.peak(exclude=(b, c)) == 2**20  # b and c left out: a alone
 
 
 def test_a_cached_frozen_prefix_trains_exactly_like_the_whole_backbone(digits):
@@ -139,3 +165,84 @@ def test_fast_mode_follows_the_environment(monkeypatch):
     monkeypatch.setenv("ADAPTERTUNE_FAST", "maybe")
     with pytest.raises(ValueError, match="1 or 0"):
         at.fast_mode()
+
+
+# ----------------------------------------------------------------------------- the fast paths give the plain results
+def test_gradient_checkpointing_trains_exactly_like_the_plain_step(digits):
+    """Recomputing a block in the backward pass gives the same gradients: the same losses, to float rounding."""
+    runs = [at.fit(at.add_adapters(tiny_vit(), rank=4), digits.train, digits.val, grad_checkpointing=ck, **TINY)
+            for ck in (False, True)]
+    assert torch.allclose(torch.tensor(runs[0].history["loss"]), torch.tensor(runs[1].history["loss"]), atol=1e-5)
+    assert runs[0].val_acc == runs[1].val_acc
+
+
+def test_checkpointing_with_a_cached_prefix_trains_like_the_plain_step(digits):
+    runs = []
+    for ck in (False, True):
+        model = at.add_adapters(tiny_vit(), rank=4, blocks=at.last_k(2))
+        runs.append(at.fit(model, digits.train, cache_frozen_prefix=True, grad_checkpointing=ck, **TINY))
+        assert model.grad_checkpointing is False  # restored after fit
+    assert torch.allclose(torch.tensor(runs[0].history["loss"]), torch.tensor(runs[1].history["loss"]), atol=1e-5)
+
+
+def test_adapter_hooks_compile_into_one_graph_and_checkpoints_keep_clean_keys(digits, tmp_path):
+    """torch.compile sees the adapters' forward hooks without a graph break; fit compiles a wrapper, so
+    the model and its saved adapters keep their own names (no ``_orig_mod.``)."""
+    model = at.add_adapters(tiny_vit(), rank=4)
+    explained = torch._dynamo.explain(model)(torch.randn(2, 3, 32, 32))
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+    plain = at.fit(at.add_adapters(tiny_vit(), rank=4), digits.train, **TINY)
+    compiled = at.fit(model, digits.train, compile="aot_eager", **TINY)  # the compile path without a C compiler
+    assert torch.allclose(torch.tensor(plain.history["loss"]), torch.tensor(compiled.history["loss"]), atol=1e-4)
+    at.save_adapters(model, tmp_path / "a.safetensors")
+    from safetensors.torch import load_file
+
+    keys = load_file(tmp_path / "a.safetensors").keys()
+    assert keys and not any("_orig_mod" in k for k in keys) and all(k in model.state_dict() for k in keys)
+
+
+def test_augmentation_crops_and_flips_each_image_on_its_own(images):
+    from adaptertune_lite.data import RandomResizedCropFlip
+
+    x = torch.arange(4 * 4, dtype=torch.float32).view(1, 1, 4, 4).repeat(8, 3, 1, 1)
+    keep = RandomResizedCropFlip(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False)
+    assert torch.allclose(keep(x), x, atol=1e-5)  # the whole image, unflipped: unchanged
+    flip = RandomResizedCropFlip(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=True)
+    torch.manual_seed(0)
+    out = flip(x)
+    flipped = torch.tensor([torch.allclose(o, x[0].flip(-1), atol=1e-5) for o in out])
+    kept = torch.tensor([torch.allclose(o, x[0], atol=1e-5) for o in out])
+    assert (flipped | kept).all() and flipped.any() and kept.any()  # per image, not one choice per batch
+    crop = RandomResizedCropFlip(scale=(0.1, 0.3))
+    assert crop(images).shape == images.shape and not torch.allclose(crop(images), images)
+    assert torch.equal(crop.eval()(images), images)  # evaluation is never augmented
+
+
+def test_augment_applies_to_training_batches_only(digits):
+    """A fit with augmentation differs in training, and evaluation still sees the plain images."""
+    from adaptertune_lite.data import RandomResizedCropFlip
+
+    seen = []
+    spy = lambda x: seen.append(x.shape) or RandomResizedCropFlip(scale=(0.5, 1.0), flip=False)(x)  # noqa: E731
+    plain = at.fit(at.add_adapters(tiny_vit(), rank=4), digits.train, **TINY)
+    aug = at.fit(at.add_adapters(tiny_vit(), rank=4), digits.train, digits.val, augment=spy, **TINY)
+    assert len(seen) == aug.steps and aug.history["loss"] != plain.history["loss"]
+
+
+def test_file_backed_data_is_decoded_once_and_trains_identically(tmp_path):
+    """A torchvision dataset (FakeData: PIL images, offline) decoded into uint8 memory once gives the same
+    batches, so the same training run, as decoding every image every epoch."""
+    import numpy as np
+    from torchvision.datasets import FakeData
+
+    from adaptertune_lite.data import FileImageDataset, decode_all, transform_for
+
+    model = tiny_vit()
+    base = FakeData(size=96, image_size=(3, 40, 40), num_classes=10, random_offset=0)
+    labels = np.array([int(base[i][1]) for i in range(96)])
+    split = FileImageDataset(base, np.arange(96), labels, [str(i) for i in range(10)], 32, 0.875, transform_for(model))
+    memory = decode_all(split, num_workers=0, progress=False)
+    assert memory.images.dtype == torch.uint8 and memory.images.shape == (96, 3, 32, 32)
+    assert torch.equal(memory.images[5], split[5][0]) and memory.labels.tolist() == labels.tolist()
+    runs = [at.fit(tiny_vit(), split, method="full_finetune", preload=p, **TINY) for p in (False, True)]
+    assert runs[0].history["loss"] == runs[1].history["loss"]
