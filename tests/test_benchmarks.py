@@ -32,3 +32,25 @@ def test_grading_benchmark_quick_run_writes_a_report(tmp_path):
     report = (tmp_path / "grading.md").read_text()
     assert "| submissions of `ex01_adapter` | 3 |" in report
     assert "fail 1, not_implemented 3, pass 5" in report  # complete (3 pass), stub (3 not implemented), broken (2 + 1 fail)
+
+
+@pytest.mark.slow
+def test_speed_benchmark_quick_run_measures_every_section(tmp_path):
+    out = subprocess.run([sys.executable, "benchmarks/speed.py", "--quick", "--out", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = (tmp_path / "speed_cpu.md").read_text()
+    assert "QUICK SMOKE RUN" in report
+    for section in ("## 1. `fit` against a naive", "## 2. Every method", "## 3. Head-only: cached", "## 4. Adapters in the last 2",
+                    "## 5. Model FLOP utilisation"):
+        assert section in report
+    for method in ("head_only", "adapter_tune + checkpointing", "lora + checkpointing", "full_finetune"):
+        assert f"| {method} |" in report
+    assert "accuracy identical" in report  # the prefix cache changes speed, not results
+    import json
+
+    results = json.loads((tmp_path / "speed_cpu.json").read_text())
+    assert results["fit_vs_naive"]["ratio"] > 0 and 0 < results["mfu"]["mfu"] < 1
+    lora = next(m for m in results["methods"] if m["method"] == "lora" and not m["checkpointing"])
+    adapter = next(m for m in results["methods"] if m["method"] == "adapter_tune" and not m["checkpointing"])
+    assert lora["trainable"] > adapter["trainable"] > 0  # LoRA on 4 linears per block trains more than one adapter per block
