@@ -9,6 +9,7 @@ Read it top to bottom, one module per concept:
 * ``procedural`` – formula-driven images (fractals, glyphs) that pretrain the kit backbone
 * ``data``       – offline and torchvision datasets with the backbone's input transform
 * ``train``      – ``fit`` and ``evaluate``
+* ``cost``       – what a training step costs: memory by what holds it, FLOPs
 * ``experiments`` – run configs, resumable sweeps with a result cache, the elbow fit
 * ``pretrain``   – the recipe behind the shipped kit weights
 * ``recipes``    – the one place for training recipes and the default target
@@ -36,7 +37,8 @@ from .data import OFFLINE_DATASETS, ONLINE_DATASETS, DataSplits, load_dataset
 from .experiments import ElbowFit, RunConfig, fit_elbow, grid, run, sweep
 from .params import METHODS, ParamCount, count_parameters, set_trainable
 from .runtime import by_mode, describe_device, fast_mode, get_device, seed_everything, versions
-from .train import FitResult, MemoryBreakdown, evaluate, fit, memory_breakdown
+from .cost import MemoryBreakdown, memory_breakdown, step_flops
+from .train import FitResult, evaluate, fit
 
 __version__ = "0.1.0"
 
@@ -47,7 +49,7 @@ __all__ = [
     "OFFLINE_DATASETS", "ONLINE_DATASETS", "DataSplits", "load_dataset",
     "METHODS", "ParamCount", "count_parameters", "set_trainable",
     "by_mode", "describe_device", "fast_mode", "get_device", "seed_everything", "versions",
-    "FitResult", "MemoryBreakdown", "evaluate", "fit", "memory_breakdown",
+    "FitResult", "MemoryBreakdown", "evaluate", "fit", "memory_breakdown", "step_flops",
     "ElbowFit", "RunConfig", "fit_elbow", "grid", "run", "sweep",
 ]
 

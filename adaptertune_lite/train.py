@@ -35,7 +35,7 @@ from .backbones import extract_features
 from .data import decode_all, nbytes_of
 from .params import count_parameters, set_trainable
 from .recipes import OFFICIAL_RECIPE
-from .runtime import PeakMemory, TensorMemory, get_device, seed_everything, use_cpu_threads
+from .runtime import PeakMemory, get_device, seed_everything, use_cpu_threads
 
 
 @dataclass
@@ -146,7 +146,7 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256, device: 
     tf = _transform_of(dataset)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
-    with _autocast(device):
+    with autocast(device):
         for x, y in iterate(dataset, batch_size, False, device):
             correct += (model(tf(x)).argmax(-1) == y).sum()
             n += len(y)
@@ -160,7 +160,7 @@ def _run_frozen(model: nn.Module, dataset: Dataset, fn, batch_size: int, device:
     model.eval().to(device)
     tf = _transform_of(dataset)
     outputs, labels = [], []
-    with _autocast(device):
+    with autocast(device):
         for x, y in iterate(dataset, batch_size, False, device):
             outputs.append(fn(tf(x)).float())
             labels.append(y)
@@ -228,7 +228,8 @@ def checkpointing(model: nn.Module, enabled: bool):
         model.set_grad_checkpointing(was)
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (the kit's mixed precision); plain fp32 elsewhere."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
 
@@ -242,7 +243,7 @@ def optimizer_step(net: nn.Module, opt, sched, x: torch.Tensor, y: torch.Tensor,
     of ``params``, optimiser and schedule step. Returns ``(loss, logits)``, the loss detached, on the
     device (no host sync).
     """
-    with _autocast(device):
+    with autocast(device):
         logits = net(transform(x))
         loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
     opt.zero_grad(set_to_none=True)
@@ -252,56 +253,6 @@ def optimizer_step(net: nn.Module, opt, sched, x: torch.Tensor, y: torch.Tensor,
     opt.step()
     sched.step()
     return loss.detach(), logits
-
-
-@dataclass(frozen=True)
-class MemoryBreakdown:
-    """Training memory of one step, in MiB, split by what holds it (AdamW)."""
-
-    weights: float  # every parameter
-    gradients: float  # one gradient per trainable parameter
-    optimizer: float  # AdamW's two moments per trainable parameter
-    activations: float  # peak of what forward + backward create: saved activations and the working memory of a layer
-
-    @property
-    def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations
-
-
-def memory_breakdown(model: nn.Module, x: torch.Tensor, method: str | None = None, *,
-                     grad_checkpointing: bool = False) -> MemoryBreakdown:
-    """What one training step of ``method`` holds in memory for the batch ``x`` ``(B, 3, H, W)``.
-
-    Parameters, their gradients and AdamW's two moments are counted from their sizes. Activations are
-    measured, exactly rather than sampled, by running one forward and backward pass (in train mode, bf16
-    autocast on CUDA as in :func:`optimizer_step`) under :class:`~adaptertune_lite.runtime.TensorMemory`:
-    the peak of the tensors the step creates, its parameter gradients left out. The same answer on every
-    device. ``grad_checkpointing=True`` measures the step with gradient checkpointing of the blocks (each block
-    keeps only its input and recomputes the rest during the backward pass). ``method=None`` keeps the
-    model's trainable flags (e.g. a peft model); otherwise they are set for ``method`` and left so.
-    """
-    if method is not None:
-        set_trainable(model, method)
-    params = list(model.parameters())
-    trainable = [p for p in params if p.requires_grad]
-    was_training = model.training
-    model.train().zero_grad(set_to_none=True)
-    try:
-        with checkpointing(model, grad_checkpointing), TensorMemory() as memory, _autocast(x.device):
-            logits = model(x)
-            F.cross_entropy(logits.float(), torch.zeros(len(x), dtype=torch.long, device=x.device)).backward()
-        activations = memory.peak(exclude=tuple(p.grad for p in trainable if p.grad is not None))
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-    mib = lambda n: n / 2**20  # noqa: E731
-    trainable_bytes = sum(p.numel() * p.element_size() for p in trainable)
-    return MemoryBreakdown(
-        weights=mib(sum(p.numel() * p.element_size() for p in params)),
-        gradients=mib(trainable_bytes),
-        optimizer=mib(2 * trainable_bytes),
-        activations=mib(activations),
-    )
 
 
 def fit(

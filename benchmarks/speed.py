@@ -11,12 +11,12 @@ machines have no internet); on a CPU, the kit backbone ``kit_vit_tiny`` at 32 px
    per-sample PIL transforms in a DataLoader, plain AdamW, ``loss.item()`` every step. Same model,
    batch, data and device; images/s in steady state (warm-up steps not timed).
 2. head-only, AdapterTune, LoRA (peft, on the attention and MLP linears) and full fine-tuning in one
-   harness (``train.optimizer_step``): images/s, step time, and the memory of one step split into
-   weights / gradients / AdamW state / activations (``memory_breakdown``: counted and measured
+   harness (``train.optimizer_step``): counted FLOPs, images/s, step time, and the memory of one step split into
+   weights / gradients / AdamW state / activations (``cost.memory_breakdown``: counted and measured
    exactly, the same on every device), with and without gradient checkpointing.
 3. head-only on cached features against a backbone pass every epoch (``fit(cache_head_features=...)``).
 4. adapters in the last 2 of 6 blocks with the frozen prefix cached once, against the whole backbone.
-5. achieved FLOP/s of an AdapterTune step (FLOPs counted by ``torch.utils.flop_counter``: forward
+5. achieved FLOP/s of an AdapterTune step (FLOPs counted by ``cost.step_flops``: forward
    and the backward pass that actually runs) over the measured matmul rate of the same device (MFU:
    bf16 on a GPU; fp32 on a CPU, labelled so).
 6. on a GPU: host syncs during one epoch of ``fit`` (CUDA sync debug mode).
@@ -201,16 +201,6 @@ def cuda_peak_mib(model, x, y, device, checkpointing: bool) -> float | None:
 
 
 # ----------------------------------------------------------------------------- 5. MFU
-def counted_flops(model, x, y) -> int:
-    """FLOPs of one forward + backward pass as executed (frozen weights get no weight-gradient matmuls)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        F.cross_entropy(model(x).float(), y).backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
-
-
 def matmul_rate(device: torch.device, quick: bool) -> tuple[float, str]:
     """Measured FLOP/s of a large square matmul: bf16 on a GPU, fp32 on a CPU."""
     n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (512 if quick else 2048, torch.float32)
@@ -297,13 +287,14 @@ def main(argv=None) -> int:
             if method == "head_only" and ckpt:
                 continue  # nothing flows back through the blocks: checkpointing has nothing to save
             t = harness_step_time(model, x, y, device, steps, warmup, ckpt)
+            flops = at.step_flops(model, x, grad_checkpointing=ckpt)  # counted, recomputation included
             b = at.memory_breakdown(model, x, None, grad_checkpointing=ckpt)
             peak = cuda_peak_mib(model, x, y, device, ckpt)
             mem[(method, ckpt)] = b
             results.setdefault("methods", []).append({"method": method, "checkpointing": ckpt, "trainable": trainable,
-                                                       "img_s": batch / t, "step_ms": 1000 * t, "memory_mib": vars(b) | {"total": b.total},
+                                                       "img_s": batch / t, "step_ms": 1000 * t, "gflop": flops / 1e9, "memory_mib": vars(b) | {"total": b.total},
                                                        "cuda_peak_mib": peak})
-            rows.append([method + (" + checkpointing" if ckpt else ""), f"{trainable:,}", f"{batch / t:.1f}", f"{1000 * t:.1f}",
+            rows.append([method + (" + checkpointing" if ckpt else ""), f"{trainable:,}", f"{flops / 1e9:.2f}", f"{batch / t:.1f}", f"{1000 * t:.1f}",
                          f"{b.weights:.1f}", f"{b.gradients:.1f}", f"{b.optimizer:.1f}", f"{b.activations:.1f}",
                          f"{1024 * b.activations / batch:.0f}", f"{b.total:.1f}", "-" if peak is None else f"{peak:.1f}"])
         del model
@@ -311,7 +302,7 @@ def main(argv=None) -> int:
     r_adapt, r_ckpt = mem[("adapter_tune", False)].total / full, mem[("adapter_tune", True)].total / full
     results["memory_ratios"] = {"adapter": r_adapt, "adapter_ckpt": r_ckpt}
     say(f"## 2. Every method in one harness ({model_name}, batch {batch})", "",
-        *table(["method", "trainable", "images/s", "step (ms)", "weights MiB", "gradients MiB", "AdamW MiB",
+        *table(["method", "trainable", "GFLOP/step", "images/s", "step (ms)", "weights MiB", "gradients MiB", "AdamW MiB",
                 "activations MiB", "activations KiB/image", "total MiB", "CUDA peak MiB"], rows), "",
         f"AdapterTune's step memory / full fine-tuning's: **{r_adapt:.2f}** (target <= {TARGETS['memory_adapter']}: "
         f"{verdict(r_adapt, TARGETS['memory_adapter'], higher=False, applies=issue_setting)}); with checkpointing "
@@ -368,8 +359,7 @@ def main(argv=None) -> int:
 
     # 5. MFU
     model = prepared(model_name, "adapter_tune", 10, args.img).to(device).train()
-    with torch.autocast("cuda", dtype=torch.bfloat16) if gpu else torch.autocast("cpu", enabled=False):
-        flops = counted_flops(model, x, y)
+    flops = at.step_flops(model, x)
     step = next(m for m in results["methods"] if m["method"] == "adapter_tune" and not m["checkpointing"])["step_ms"] / 1000
     rate, dtype = matmul_rate(device, args.quick)
     mfu = flops / step / rate

@@ -50,6 +50,7 @@ def test_kit_backbone_is_a_timm_vit_with_its_data_config():
     model = at.load_backbone("kit_vit_tiny", num_classes=10, pretrained=False)
     assert model.pretrained_cfg["input_size"] == (3, 32, 32) and model.pretrained_cfg["architecture"] == "kit_vit_tiny"
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert all(block.attn.fused_attn for block in model.blocks)  # timm's fused scaled_dot_product_attention
 
 
 def test_damaged_kit_weights_are_refused(monkeypatch, tmp_path):

@@ -7,7 +7,6 @@ import torch
 from helpers import tiny_vit
 
 import adaptertune_lite as at
-from adaptertune_lite.runtime import TensorMemory
 from adaptertune_lite.train import warmup_cosine
 
 TINY = dict(epochs=2, batch_size=64, progress=False)
@@ -49,44 +48,6 @@ def test_callbacks_see_every_step_with_its_loss_and_learning_rate(digits):
     r = at.fit(tiny_vit(), digits.train, method="full_finetune", callbacks=[seen.append], **TINY)
     assert [s["step"] for s in seen] == list(range(r.steps)) and [s["epoch"] for s in seen][-1] == 1
     assert [float(s["loss"]) for s in seen] == r.history["loss"] and [s["lr"] for s in seen] == r.history["lr"]
-
-
-def test_memory_breakdown_counts_what_each_method_holds(images):
-    """Frozen weights need no gradients or optimiser state, but adapters after every block still need every
-    block's activations for the backward pass (the saving is not proportional to trainable parameters)."""
-    images = torch.randn(32, 3, 32, 32)
-    model = at.add_adapters(tiny_vit(), rank=4)
-    head, adapt, full = (at.memory_breakdown(model, images, m) for m in ("head_only", "adapter_tune", "full_finetune"))
-    assert head.weights == adapt.weights == full.weights == full.gradients == full.optimizer / 2
-    counts = at.count_parameters(model)
-    assert adapt.gradients * 2**20 == 4 * (counts.adapter + counts.head)  # fp32: 4 bytes per trainable parameter
-    assert head.activations < adapt.activations < full.activations
-    last = at.add_adapters(tiny_vit(), rank=4, blocks=at.last_k(1))
-    assert at.memory_breakdown(last, images, "adapter_tune").activations < adapt.activations / 2  # backward stops early
-    assert all(p.grad is None for p in model.parameters())  # nothing left behind
-
-
-def test_memory_breakdown_sees_what_checkpointing_frees(images):
-    """Measured, not modelled: with checkpointing each block keeps only its input, and twice the batch
-    needs about twice the activations."""
-    images = torch.randn(32, 3, 32, 32)
-    model = at.add_adapters(tiny_vit(), rank=4)
-    plain = at.memory_breakdown(model, images, "adapter_tune")
-    ckpt = at.memory_breakdown(model, images, "adapter_tune", grad_checkpointing=True)
-    assert ckpt.activations < plain.activations / 1.5 and ckpt.weights == plain.weights
-    assert model.grad_checkpointing is False  # the model's own setting is restored
-    double = at.memory_breakdown(model, torch.cat([images, images]), "adapter_tune")
-    assert 1.8 < double.activations / plain.activations < 2.2
-
-
-def test_tensor_memory_counts_live_tensors_until_they_are_freed():
-    with TensorMemory() as mem:
-        a = torch.ones(2**18)  # 1 MiB
-        b = a * 2  # 2 MiB live
-        del a
-        c = b + 1  # still 2 MiB: a was freed first
-    assert mem.peak() == 2 * 2**20
-    assert mem.peak(exclude=(b, c)) == 2**20  # b and c left out: a alone
 
 
 def test_a_cached_frozen_prefix_trains_exactly_like_the_whole_backbone(digits):

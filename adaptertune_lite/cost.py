@@ -1,0 +1,87 @@
+"""What a training step costs: its memory, split by what holds it, and its FLOPs.
+
+Both are counted or measured exactly rather than sampled, so they are the same on every device and
+repeat from run to run; ``benchmarks/speed.py`` adds the timings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .params import set_trainable
+from .runtime import TensorMemory
+from .train import autocast, checkpointing
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Training memory of one step, in MiB, split by what holds it (AdamW)."""
+
+    weights: float  # every parameter
+    gradients: float  # one gradient per trainable parameter
+    optimizer: float  # AdamW's two moments per trainable parameter
+    activations: float  # peak of what forward + backward create: saved activations and the working memory of a layer
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+
+def memory_breakdown(model: nn.Module, x: torch.Tensor, method: str | None = None, *,
+                     grad_checkpointing: bool = False) -> MemoryBreakdown:
+    """What one training step of ``method`` holds in memory for the batch ``x`` ``(B, 3, H, W)``.
+
+    Parameters, their gradients and AdamW's two moments are counted from their sizes. Activations are
+    measured, exactly rather than sampled, by running one forward and backward pass (in train mode, bf16
+    autocast on CUDA as in :func:`optimizer_step`) under :class:`~adaptertune_lite.runtime.TensorMemory`:
+    the peak of the tensors the step creates, its parameter gradients left out. The same answer on every
+    device. ``grad_checkpointing=True`` measures the step with gradient checkpointing of the blocks (each block
+    keeps only its input and recomputes the rest during the backward pass). ``method=None`` keeps the
+    model's trainable flags (e.g. a peft model); otherwise they are set for ``method`` and left so.
+    """
+    if method is not None:
+        set_trainable(model, method)
+    params = list(model.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    was_training = model.training
+    model.train().zero_grad(set_to_none=True)
+    try:
+        with checkpointing(model, grad_checkpointing), TensorMemory() as memory, autocast(x.device):
+            logits = model(x)
+            F.cross_entropy(logits.float(), torch.zeros(len(x), dtype=torch.long, device=x.device)).backward()
+        activations = memory.peak(exclude=tuple(p.grad for p in trainable if p.grad is not None))
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    mib = lambda n: n / 2**20  # noqa: E731
+    trainable_bytes = sum(p.numel() * p.element_size() for p in trainable)
+    return MemoryBreakdown(
+        weights=mib(sum(p.numel() * p.element_size() for p in params)),
+        gradients=mib(trainable_bytes),
+        optimizer=mib(2 * trainable_bytes),
+        activations=mib(activations),
+    )
+
+
+def step_flops(model: nn.Module, x: torch.Tensor, method: str | None = None, *, grad_checkpointing: bool = False) -> int:
+    """FLOPs of one training step's forward and backward pass on the batch ``x`` ``(B, 3, H, W)``, counted
+    by ``torch.utils.flop_counter`` as executed: a frozen weight gets no weight-gradient matmul, but its
+    input gradient is computed wherever a trainable parameter sits before it. ``method`` and
+    ``grad_checkpointing`` (which adds the recomputed forward passes) as in :func:`memory_breakdown`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if method is not None:
+        set_trainable(model, method)
+    was_training = model.training
+    model.train()
+    try:
+        with checkpointing(model, grad_checkpointing), FlopCounterMode(display=False) as counter, autocast(x.device):
+            F.cross_entropy(model(x).float(), torch.zeros(len(x), dtype=torch.long, device=x.device)).backward()
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return counter.get_total_flops()
