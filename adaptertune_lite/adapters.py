@@ -147,7 +147,8 @@ def resolve_blocks(blocks: BlockSpec, depth: int) -> list[int]:
 
 
 # ----------------------------------------------------------------------------- hooks
-def _residual_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+def residual_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    """What a residual adapter does to its module's output ``(B, T, D)``: ``output + adapter(output)``."""
     return output + module.adapter(output)
 
 
@@ -155,7 +156,7 @@ def _parallel_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torc
     return output + module.adapter(args[0])
 
 
-_HOOKS = {"residual": _residual_hook, "parallel": _parallel_hook}
+_HOOKS = {"residual": residual_hook, "parallel": _parallel_hook}
 
 
 def add_adapters(

@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from .adapters import residual_hook
 from .backbones import extract_features
 from .data import decode_all, nbytes_of
 from .params import count_parameters, set_trainable
@@ -186,23 +187,38 @@ def frozen_prefix_depth(model: nn.Module) -> int:
     return len(model.blocks)
 
 
-def _prefix(model: nn.Module, x: torch.Tensor, depth: int) -> torch.Tensor:
-    """Images ``(B, 3, H, W)`` -> tokens ``(B, T, D)`` after the first ``depth`` blocks (timm's forward_features order)."""
+def frozen_body(block: nn.Module) -> bool:
+    """Whether ``block``'s only trainable part is a post-block adapter (``block.adapter``, applied by a hook to
+    the block's output): the block's own output, before its adapter, then never changes either."""
+    adapter = getattr(block, "adapter", None)
+    if adapter is None:
+        return False
+    own = {id(p) for p in adapter.parameters()}
+    return not any(p.requires_grad for p in block.parameters() if id(p) not in own)
+
+
+def _prefix(model: nn.Module, x: torch.Tensor, depth: int, body: bool) -> torch.Tensor:
+    """Images ``(B, 3, H, W)`` -> tokens ``(B, T, D)`` after the first ``depth`` blocks (timm's forward_features
+    order) and, with ``body``, after block ``depth`` itself without its hooks: its output before its adapter."""
     x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
     for block in model.blocks[:depth]:
         x = block(x)
-    return x
+    return model.blocks[depth].forward(x) if body else x
 
 
 class Suffix(nn.Module):
-    """The part of a ViT after a cached prefix: tokens ``(B, T, D)`` -> logits ``(B, classes)``."""
+    """The part of a ViT after a cached prefix: tokens ``(B, T, D)`` -> logits ``(B, classes)``. With
+    ``body``, the tokens are block ``start``'s output before its post-block adapter, which comes first."""
 
-    def __init__(self, model: nn.Module, start: int):
+    def __init__(self, model: nn.Module, start: int, body: bool = False):
         super().__init__()
-        self.model, self.start = model, start
+        self.model, self.start, self.body = model, start, body
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        for block in self.model.blocks[self.start :]:
+        blocks = list(self.model.blocks[self.start :])
+        if self.body:
+            tokens = residual_hook(blocks.pop(0), (), tokens)  # the adapter, as its hook applies it
+        for block in blocks:
             if getattr(self.model, "grad_checkpointing", False) and torch.is_grad_enabled():
                 tokens = torch.utils.checkpoint.checkpoint(block, tokens, use_reentrant=False)  # as timm does
             else:
@@ -210,10 +226,11 @@ class Suffix(nn.Module):
         return self.model.forward_head(self.model.norm(tokens))
 
 
-def cache_prefix(model: nn.Module, dataset: Dataset, depth: int, batch_size: int = 256, device: torch.device | None = None) -> TensorDataset:
-    """Run the frozen prefix (embedding + the first ``depth`` blocks) once, in eval mode:
-    ``TensorDataset(tokens (N, T, D), labels (N,))`` on ``device``."""
-    return _run_frozen(model, dataset, lambda x: _prefix(model, x, depth), batch_size, device or get_device())
+def cache_prefix(model: nn.Module, dataset: Dataset, depth: int, body: bool = False, batch_size: int = 256,
+                 device: torch.device | None = None) -> TensorDataset:
+    """Run the frozen prefix (embedding, the first ``depth`` blocks, and with ``body`` block ``depth`` before
+    its adapter) once, in eval mode: ``TensorDataset(tokens (N, T, D), labels (N,))`` on ``device``."""
+    return _run_frozen(model, dataset, lambda x: _prefix(model, x, depth, body), batch_size, device or get_device())
 
 
 @contextlib.contextmanager
@@ -293,8 +310,9 @@ def fit(
         seed: seeds initialisation order, shuffling and dropout; the same seed repeats exactly on CPU.
         cache_head_features: for ``head_only``, train the head on cached backbone features.
         cache_frozen_prefix: for ``adapter_tune`` with adapters only in later blocks (e.g. ``last_k(2)``), run
-            the frozen blocks before them once (eval mode) and train on their cached output: exact for
-            backbones without dropout / drop-path in those blocks (the kit's), and much faster.
+            the frozen blocks before them once (eval mode) and train on their cached output; with a post-block
+            adapter the first adapted block's own computation is frozen too and is cached with them. Exact
+            for backbones without dropout / drop-path in those blocks (the kit's), and much faster.
         augment: a batch augmentation applied to training batches after the transform, on the device
             (e.g. :class:`~adaptertune_lite.data.RandomResizedCropFlip`); never to evaluation batches.
         preload: decode a file-backed dataset (torchvision) once into uint8 tensors held on the device,
@@ -329,10 +347,12 @@ def fit(
             train_data = on_device(cache_features(model, train_data, device=device), device)
             val_data = on_device(cache_features(model, val_data, device=device), device) if val is not None else None
             net = model.get_classifier()
-        elif method == "adapter_tune" and cache_frozen_prefix and (depth := frozen_prefix_depth(model)) > 0:
-            train_data = cache_prefix(model, train_data, depth, device=device)
-            val_data = cache_prefix(model, val_data, depth, device=device) if val is not None else None
-            net = Suffix(model, depth)
+        elif method == "adapter_tune" and cache_frozen_prefix and (depth := frozen_prefix_depth(model)) < len(model.blocks):
+            body = frozen_body(model.blocks[depth])
+            if depth > 0 or body:
+                train_data = cache_prefix(model, train_data, depth, body, device=device)
+                val_data = cache_prefix(model, val_data, depth, body, device=device) if val is not None else None
+                net = Suffix(model, depth, body)
         tf = _transform_of(train_data)
         if augment is not None:
             tf = lambda x, tf=tf: augment(tf(x))  # noqa: E731  (training batches only)

@@ -7,7 +7,8 @@
 #
 # 1. train the three transfer methods on a target where the frozen features are not enough
 #    (`left_digit`) and on one where they are (`mnist5k`), with several seeds;
-# 2. measure what each costs: trainable parameters, wall time and the peak memory each run adds;
+# 2. measure what each costs: trainable parameters, wall time, memory and FLOPs per step, and where
+#    adapters save time and where they do not;
 # 3. plot accuracy against trainable parameters, the trade-off the method is about;
 # 4. see what pretraining buys each method, and how they fare with very few images.
 
@@ -24,6 +25,7 @@ if importlib.util.find_spec("adaptertune_lite") is None:  # Colab or a bare Pyth
 # Versions and device first, so every number below can be traced to what produced it.
 
 # %%
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -89,21 +91,75 @@ display(Markdown("\n".join(lines)))
 # %% [markdown]
 # ### Where the memory goes
 #
-# Memory of one training step, counted exactly rather than sampled: weights, a gradient and AdamW's two
-# moments per trainable parameter, and the activations the forward pass saves for the backward pass.
+# Memory of one training step, split by what holds it. Weights, a gradient and AdamW's two moments per
+# trainable parameter are counted from their sizes; activations are measured exactly (every tensor the
+# forward and backward passes create, at their peak; `at.memory_breakdown`). Gradient checkpointing
+# keeps only each block's input and recomputes the rest during the backward pass.
 
 # %%
 BATCH = 64  # images per step, as in the recipes
 x = at.data.transform_for(at.load_backbone("kit_vit_tiny", num_classes=10))(
     at.load_dataset(DEFAULT_TARGET).train.images[:BATCH])  # (64, 3, 32, 32) normalised
-memory = {}
+memory, flops = {}, {}
 for m in METHODS:
     model = at.load_backbone("kit_vit_tiny", num_classes=10)
     if m == "adapter_tune":
         at.add_adapters(model, rank=16)
     memory[m] = at.memory_breakdown(model, x, m)
+    flops[m] = at.step_flops(model, x, m)  # forward + the backward that actually runs, counted
+    if m != "head_only":  # head-only sends no gradient through the blocks: nothing to recompute
+        memory[m + " + checkpointing"] = at.memory_breakdown(model, x, m, grad_checkpointing=True)
 mem = pd.DataFrame({m: {**vars(b), "total": b.total} for m, b in memory.items()}).T
 display(mem.style.format("{:.1f}").set_caption(f"MiB for one step of {BATCH} images (fp32)"))
+
+# %% [markdown]
+# ## Speed: where adapters save, and where they do not
+#
+# Users of other kits are surprised that adapter tuning can take *longer* per epoch than full
+# fine-tuning (AdaptFormer issue #36, a user's report: 2:30 against 2:00 per epoch on an RTX 3090,
+# with 10 against 15 GB) and that activation memory barely shrinks (peft issue #2196). The FLOPs of
+# one step, counted, say why: a frozen weight needs no gradient of its own, but the gradient must
+# still flow *through* it to reach the adapters below.
+
+# %%
+forward = flops["head_only"]  # head-only: one forward pass (its backward stops at the head)
+display(pd.DataFrame({"GFLOP per step": {m: f / 1e9 for m, f in flops.items()},
+                      "forward passes": {m: f / forward for m, f in flops.items()}})
+        .style.format("{:.2f}").set_caption(f"one training step of {BATCH} images on kit_vit_tiny"))
+
+# %% [markdown]
+# AdapterTune saves the weight-gradient matmuls (about a third of full fine-tuning's compute), the
+# gradients and the optimiser state; it does not save the forward pass, the input gradients through
+# every block above the first adapter, or most activations. What *does* make training many times
+# faster is not running the frozen part at all: head-only on cached features, and placements in the last
+# blocks with the frozen prefix cached (`fit(cache_frozen_prefix=True)`, notebook 06).
+#
+# The kit's speed benchmark (`benchmarks/speed.py`) measures all of this side by side, in one run per
+# machine. Its figures, when this notebook runs from a clone of the repository:
+
+# %%
+results_dir = Path(at.__file__).resolve().parents[1] / "benchmarks" / "results"
+reports = sorted(results_dir.glob("speed_*.json"))
+for path in reports:
+    bench = json.loads(path.read_text())
+    table = pd.DataFrame([{"method": m["method"] + (" + checkpointing" if m["checkpointing"] else ""),
+                           "trainable": m["trainable"], "GFLOP/step": m["gflop"], "images/s": m["img_s"],
+                           "step memory (MiB)": m["memory_mib"]["total"]} for m in bench["methods"]])
+    display(table.style.format({"trainable": "{:,}", "GFLOP/step": "{:.2f}", "images/s": "{:.0f}",
+                                "step memory (MiB)": "{:.1f}"}).hide(axis="index")
+            .set_caption(f"{bench['device']}: {bench['model']}, batch {bench['batch']} ({path.name})"))
+    display(Markdown(
+        f"* `fit` against a naive loop (fp32, PIL transforms per image, `.item()` every step): "
+        f"**{bench['fit_vs_naive']['ratio']:.2f}x** the images per second.\n"
+        f"* Head-only on cached features: **{bench['cached_head']['ratio']:.1f}x** faster than a backbone pass every "
+        f"epoch ({bench['cached_head']['epochs']} epochs), same accuracy.\n"
+        f"* Adapters in the last 2 of 6 blocks with the prefix cached: **{bench['prefix_cache']['ratio']:.2f}x** faster "
+        f"per epoch, same accuracy.\n"
+        f"* AdapterTune's step memory is **{100 * bench['memory_ratios']['adapter']:.0f} %** of full fine-tuning's, "
+        f"{100 * bench['memory_ratios']['adapter_ckpt']:.0f} % with gradient checkpointing; MFU of an AdapterTune step "
+        f"{100 * bench['mfu']['mfu']:.0f} % of the measured {bench['mfu']['dtype']} matmul rate."))
+if not reports:
+    print(f"No speed report in {results_dir} (installed without the repository): see benchmarks/results/ on GitHub.")
 
 # %% [markdown]
 # On `left_digit` the frozen features mix the two digits, so the head alone cannot tell which is on the
@@ -208,4 +264,7 @@ display(Markdown(
     f"{memory['full_finetune'].total:.0f} MiB for full FT and {memory['head_only'].total:.0f} MiB for head-only. Few "
     f"trainable parameters save gradients and optimiser state, but activations fall only from "
     f"{memory['full_finetune'].activations:.0f} to {memory['adapter_tune'].activations:.0f} MiB: the backward pass "
-    f"still runs through every block to reach the first adapter."))
+    f"still runs through every block to reach the first adapter. Gradient checkpointing brings them to "
+    f"{memory['adapter_tune + checkpointing'].activations:.0f} MiB for one extra forward pass.\n"
+    f"* Compute per step: AdapterTune {flops['adapter_tune'] / forward:.1f} forward passes against "
+    f"{flops['full_finetune'] / forward:.1f} for full FT: it skips weight gradients, not the backward pass."))

@@ -50,17 +50,33 @@ def test_callbacks_see_every_step_with_its_loss_and_learning_rate(digits):
     assert [float(s["loss"]) for s in seen] == r.history["loss"] and [s["lr"] for s in seen] == r.history["lr"]
 
 
-def test_a_cached_frozen_prefix_trains_exactly_like_the_whole_backbone(digits):
-    """Adapters in the last 2 of 4 blocks: blocks 0-1 never change, so their output is computed once."""
+@pytest.mark.parametrize("placement, blocks", [("post_block", at.last_k(2)), ("post_mlp", at.last_k(2)), ("post_block", "all")])
+def test_a_cached_frozen_prefix_trains_exactly_like_the_whole_backbone(digits, placement, blocks):
+    """Adapters in the last 2 of 4 blocks: blocks 0-1 never change, so their output is computed once (and
+    block 2's own output too, when its adapter sits after it). With post-block adapters everywhere, block 0's."""
     runs = []
     for cache in (False, True):
-        model = at.add_adapters(tiny_vit(), rank=4, blocks=at.last_k(2))
+        model = at.add_adapters(tiny_vit(), rank=4, placement=placement, blocks=blocks)
         result = at.fit(model, digits.train, digits.val, cache_frozen_prefix=cache, **TINY)
         runs.append((result, model))
     (plain, a), (cached, b) = runs
     assert torch.allclose(torch.tensor(plain.history["loss"]), torch.tensor(cached.history["loss"]), atol=1e-5)
     assert plain.val_acc == cached.val_acc
     assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_the_cached_prefix_reaches_into_a_block_whose_only_trainable_part_is_its_post_block_adapter(images):
+    from adaptertune_lite.train import Suffix, cache_prefix, frozen_body
+
+    model = at.set_trainable(at.add_adapters(tiny_vit(), rank=4, init="random", blocks=at.last_k(2)), "adapter_tune")
+    assert frozen_body(model.blocks[2]) and not frozen_body(model.blocks[1])  # block 1 has no adapter
+    mlp = at.set_trainable(at.add_adapters(tiny_vit(), rank=4, placement="post_mlp", blocks=at.last_k(2)), "adapter_tune")
+    assert not frozen_body(mlp.blocks[2])  # its adapter sits inside the block: the block's output changes
+    data = torch.utils.data.TensorDataset(images, torch.zeros(len(images), dtype=torch.long))
+    tokens = cache_prefix(model.eval(), data, 2, body=True, device=torch.device("cpu")).tensors[0]
+    assert tokens.shape == (3, 17, 32)  # 16 patches + CLS, width 32
+    with torch.no_grad():
+        torch.testing.assert_close(Suffix(model, 2, body=True)(tokens), model(images))  # random init: the adapter counts
 
 
 def test_frozen_prefix_depth_counts_the_leading_blocks_that_train_nothing():
