@@ -37,7 +37,7 @@ def memory_breakdown(model: nn.Module, x: torch.Tensor, method: str | None = Non
 
     Parameters, their gradients and AdamW's two moments are counted from their sizes. Activations are
     measured, exactly rather than sampled, by running one forward and backward pass (in train mode, bf16
-    autocast on CUDA as in :func:`optimizer_step`) under :class:`~adaptertune_lite.runtime.TensorMemory`:
+    autocast on CUDA, as in ``train.optimizer_step``) under :class:`~adaptertune_lite.runtime.TensorMemory`:
     the peak of the tensors the step creates, its parameter gradients left out. The same answer on every
     device. ``grad_checkpointing=True`` measures the step with gradient checkpointing of the blocks (each block
     keeps only its input and recomputes the rest during the backward pass). ``method=None`` keeps the
