@@ -16,7 +16,8 @@ def test_kit_backbone_benchmark_quick_run_writes_a_report(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     report = (tmp_path / "kit_vit_tiny.md").read_text()
     assert "QUICK SMOKE RUN" in report and "| bar | measured | target | pass |" in report
-    for section in ("## Transfer to every offline target", "## Rank elbow", "## Few-shot regime", "## Live sweep"):
+    for section in ("## Transfer to every offline target", "## Rank elbow", "## Few-shot regime", "## Live sweep",
+                    "## left_digit at the course's full recipe", "left_digit (full recipe): full FT minus AdapterTune"):
         assert section in report
     for target in ("mnist5k", "digits", "left_digit", "max_digit"):
         assert f"| {target} |" in report
