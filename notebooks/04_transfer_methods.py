@@ -89,6 +89,11 @@ for t in TARGETS:
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
+# On `left_digit` the frozen features mix the two digits, so the head alone cannot tell which is on the
+# left; adapters change the features. On `mnist5k` the frozen features already suffice and all three
+# methods are close: adapters are worth their cost where the pretrained features are not enough.
+
+# %% [markdown]
 # ### Where the memory goes
 #
 # Memory of one training step, split by what holds it. Weights, a gradient and AdamW's two moments per
@@ -160,11 +165,6 @@ for path in reports:
         f"{100 * bench['mfu']['mfu']:.0f} % of the measured {bench['mfu']['dtype']} matmul rate."))
 if not reports:
     print(f"No speed report in {results_dir} (installed without the repository): see benchmarks/results/ on GitHub.")
-
-# %% [markdown]
-# On `left_digit` the frozen features mix the two digits, so the head alone cannot tell which is on the
-# left; adapters change the features. On `mnist5k` the frozen features already suffice and all three
-# methods are close: adapters are worth their cost where the pretrained features are not enough.
 
 # %% [markdown]
 # ## Accuracy against trainable parameters
