@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end (tiny --quick configuration; the real runs write benchmarks/results/)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,11 +10,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_script(script: str, *args: str) -> None:
+    """Run ``benchmarks/<script>`` with ``args`` from the repository root; fail with its stderr if it fails."""
+    out = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_kit_backbone_benchmark_quick_run_writes_a_report(tmp_path):
-    out = subprocess.run([sys.executable, "benchmarks/kit_backbone.py", "--quick", "--out", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_script("kit_backbone.py", "--quick", "--out", str(tmp_path))
     report = (tmp_path / "kit_vit_tiny.md").read_text()
     assert "QUICK SMOKE RUN" in report and "| bar | measured | target | pass |" in report
     for section in ("## Transfer to every offline target", "## Rank elbow", "## Few-shot regime", "## Live sweep",
@@ -27,9 +32,7 @@ def test_kit_backbone_benchmark_quick_run_writes_a_report(tmp_path):
 
 @pytest.mark.slow
 def test_grading_benchmark_quick_run_writes_a_report(tmp_path):
-    out = subprocess.run([sys.executable, "benchmarks/grading.py", "--students", "3", "--out", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_script("grading.py", "--students", "3", "--out", str(tmp_path))
     report = (tmp_path / "grading.md").read_text()
     assert "| submissions of `ex01_adapter` | 3 |" in report
     assert "fail 1, not_implemented 3, pass 5" in report  # complete (3 pass), stub (3 not implemented), broken (2 + 1 fail)
@@ -37,9 +40,7 @@ def test_grading_benchmark_quick_run_writes_a_report(tmp_path):
 
 @pytest.mark.slow
 def test_speed_benchmark_quick_run_measures_every_section(tmp_path):
-    out = subprocess.run([sys.executable, "benchmarks/speed.py", "--quick", "--out", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_script("speed.py", "--quick", "--out", str(tmp_path))
     report = (tmp_path / "speed_cpu.md").read_text()
     assert "QUICK SMOKE RUN" in report
     for section in ("## 1. `fit` against a naive", "## 2. Every method", "## 3. Head-only: cached", "## 4. Adapters in the last 2",
@@ -48,8 +49,6 @@ def test_speed_benchmark_quick_run_measures_every_section(tmp_path):
     for method in ("head_only", "adapter_tune + checkpointing", "lora + checkpointing", "full_finetune"):
         assert f"| {method} |" in report
     assert "accuracy identical" in report  # the prefix cache changes speed, not results
-    import json
-
     results = json.loads((tmp_path / "speed_cpu.json").read_text())
     assert results["fit_vs_naive"]["ratio"] > 0 and 0 < results["mfu"]["mfu"] < 1
     lora = next(m for m in results["methods"] if m["method"] == "lora" and not m["checkpointing"])
