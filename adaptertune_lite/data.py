@@ -120,9 +120,7 @@ def decode_all(dataset: Dataset, batch_size: int = 256, num_workers: int = 2, pr
 
 
 def nbytes_of(dataset: Dataset) -> int:
-    """Bytes the split's images take in memory as uint8 (from the first image's size)."""
-    if isinstance(dataset, TensorDataset):
-        return sum(t.numel() * t.element_size() for t in dataset.tensors)
+    """Bytes a file-backed split's images will take in memory as uint8 (from its first image's size)."""
     return len(dataset) * dataset[0][0].numel()
 
 

@@ -97,8 +97,9 @@ def cpu_threads() -> int:
 
 def use_cpu_threads() -> int:
     """Cap torch's CPU threads at :func:`cpu_threads` (never raises a lower setting); returns the count used."""
-    if torch.get_num_threads() > cpu_threads():
-        torch.set_num_threads(cpu_threads())
+    cores = cpu_threads()
+    if torch.get_num_threads() > cores:
+        torch.set_num_threads(cores)
     return torch.get_num_threads()
 
 

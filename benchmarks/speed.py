@@ -158,24 +158,30 @@ def fit_step_time(model, data, batch: int, device, warmup: int, compile: bool) -
     steps = len(data) // batch
     clock = StepClock(device, warmup, steps - 1)
     at.fit(model, data, method="adapter_tune", epochs=1, batch_size=batch, device=device, progress=False,
-           compile=compile, callbacks=[clock], **{k: OFFICIAL_RECIPE[k] for k in ("lr", "weight_decay")})
+           compile=compile, callbacks=[clock])  # the official recipe: fit's defaults
     return clock.per_step()
 
 
 # ----------------------------------------------------------------------------- 2. methods side by side
+def stepper(model, device):
+    """``step(x, y)``: one kit training step (``train.optimizer_step``) of ``model`` with its trainable flags as set."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, 1e-3, 0.05, device)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return lambda x, y: optimizer_step(model, opt, sched, x, y, transform=lambda v: v, params=params, grad_clip=1.0,
+                                       label_smoothing=0.0, device=device)
+
+
 def harness_step_time(model, x, y, device, steps: int, warmup: int, checkpointing: bool) -> float:
     """Seconds per training step of ``model`` on the batch ``x`` (its trainable flags as set), the kit's step."""
     model.to(device).train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, 1e-3, 0.05, device)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    step = stepper(model, device)
     with at.train.checkpointing(model, checkpointing):
-        for step in range(warmup + steps):
-            if step == warmup:
+        for i in range(warmup + steps):
+            if i == warmup:
                 sync(device)
                 t0 = time.perf_counter()
-            optimizer_step(model, opt, sched, x, y, transform=lambda v: v, params=params, grad_clip=1.0,
-                           label_smoothing=0.0, device=device)
+            step(x, y)
         sync(device)
     return (time.perf_counter() - t0) / steps
 
@@ -184,18 +190,16 @@ def cuda_peak_mib(model, x, y, device, checkpointing: bool) -> float | None:
     """On a GPU, the allocator's own peak over one step (weights and optimiser state included), to cross-check."""
     if device.type != "cuda":
         return None
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, 1e-3, 0.05, device)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    step = stepper(model, device)
     with at.train.checkpointing(model, checkpointing):
-        optimizer_step(model, opt, sched, x, y, transform=lambda v: v, params=params, grad_clip=1.0, label_smoothing=0.0, device=device)
+        step(x, y)  # creates the optimiser state
         model.zero_grad(set_to_none=True)
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-        optimizer_step(model, opt, sched, x, y, transform=lambda v: v, params=params, grad_clip=1.0, label_smoothing=0.0, device=device)
+        step(x, y)
         torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) / 2**20
-    del opt
+    del step
     model.zero_grad(set_to_none=True)
     return peak
 
