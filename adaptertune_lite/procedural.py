@@ -56,7 +56,8 @@ class ProceduralImages:
     # ------------------------------------------------------------------ class definitions
     def _sample_ifs_classes(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """IFS per class: (n, max_maps, 6) affine params [a b c d e f] and (n, max_maps) probabilities."""
-        kept_params, kept_probs, have = [], [], 0
+        kept_params = [torch.empty(0, self.max_maps, 6, device=self.device)]  # n = 0: glyph classes only
+        kept_probs, have = [torch.empty(0, self.max_maps, device=self.device)], 0
         while have < n:  # rejection sampling in batches: contractive maps whose attractor fills the frame
             c = 256
             m = torch.randint(2, self.max_maps + 1, (c,), generator=g, device=self.device)

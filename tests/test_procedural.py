@@ -30,3 +30,11 @@ def test_instances_vary_but_classes_differ_more():
     assert not torch.allclose(ink[0], ink[1])  # two instances of a class are different images
     off = corr[~torch.eye(32, dtype=bool) & (labels[:, None] != labels[None])]
     assert same.mean() > off.mean() + 0.1
+
+
+def test_one_family_alone():
+    """Either family may be left out: n_fractal=0 gives glyph classes only, n_glyph=0 fractal classes only."""
+    for n_fractal, n_glyph in ((0, 3), (3, 0)):
+        gen = ProceduralImages(n_fractal, n_glyph, img_size=16, seed=0)
+        x, y = gen.sample(6, torch.Generator().manual_seed(0))
+        assert gen.num_classes == 3 and x.shape == (6, 3, 16, 16) and set(y.tolist()) <= {0, 1, 2}
