@@ -22,7 +22,8 @@ def test_kit_backbone_benchmark_quick_run_writes_a_report(tmp_path):
     report = (tmp_path / "kit_vit_tiny.md").read_text()
     assert "QUICK SMOKE RUN" in report and "| bar | measured | target | pass |" in report
     for section in ("## Transfer to every offline target", "## Rank elbow", "## Few-shot regime", "## Live sweep",
-                    "## left_digit at the course's full recipe", "left_digit (full recipe): full FT minus AdapterTune"):
+                    "## left_digit at the course's full recipe", "left_digit (full recipe): full FT minus AdapterTune",
+                    "## left_digit: the gap bar and the elbow bar against the training budget", "Both bars pass at: "):
         assert section in report
     for target in ("mnist5k", "digits", "left_digit", "max_digit"):
         assert f"| {target} |" in report
