@@ -170,15 +170,16 @@ def main(argv=None) -> int:
     frac = measure(dataset=DEFAULT_TARGET, method="adapter_tune", seed=seeds[0])["fraction_of_full"]  # cached run
     i8, i32 = ranks.index(8), ranks.index(32)
 
-    def elbow_margin(a8: np.ndarray, a32: np.ndarray, a64: np.ndarray) -> float:
-        """gain(8->32) - 3 gain(32->64) in points, from the accuracies at r = 8, 32, 64 over seeds."""
-        return (m(a32) - m(a8)) - 3 * (m(a64) - m(a32))
+    def elbow_margins(a8, a32, a64):
+        """gain(8->32) - 3 gain(32->64) from the accuracies at r = 8, 32, 64: per seed for arrays over seeds
+        (``m`` of it is the margin of the means, in points)."""
+        return (a32 - a8) - 3 * (a64 - a32)
 
     def fitted(elbow: np.ndarray, label: str) -> str:
         """A diagnostic, not a bar: the power law a - b r^-c fitted to every rank's mean (``experiments.fit_elbow``).
         On such a curve gain(8->32) >= 3 gain(32->64) exactly when c >= 0.382 (2^-c = (1 + sqrt 13) / 6)."""
         f = fit_elbow(ranks, elbow)
-        margin = 100 * ((f(32) - f(8)) - 3 * (f(64) - f(32)))
+        margin = 100 * elbow_margins(f(8), f(32), f(64))
         return (f"Power law fitted to all {len(ranks)} ranks ({label}; a diagnostic, not a bar): a - b r^-c with "
                 f"a = {100 * f.a:.1f} %, c = {f.c:.3f}; on the fitted curve gain(8->32) - 3 x gain(32->64) = {margin:+.2f} "
                 "points (for a power law the elbow bar holds exactly when c >= 0.382).")
@@ -187,7 +188,7 @@ def main(argv=None) -> int:
         """(1.0 if the mean is non-decreasing over ranks within seed noise else 0.0, the elbow margin)."""
         em, es = 100 * elbow.mean(1), 100 * elbow.std(1)
         monotone = all(em[i + 1] >= em[i] - (es[i] + es[i + 1]) for i in range(len(ranks) - 1))
-        return float(monotone), elbow_margin(elbow[i8], elbow[i32], elbow[-1])
+        return float(monotone), m(elbow_margins(elbow[i8], elbow[i32], elbow[-1]))
 
     def default_target_bars(r: dict, elbow: np.ndarray, d0: str, how: str) -> list[tuple]:
         monotone, elbow_margin = elbow_bars(elbow)
@@ -300,14 +301,13 @@ def main(argv=None) -> int:
     both = []
     for (n_b, ep_b), a in by_budget.items():
         images = n_b or n_split
-        gap, margin = m(a["full_finetune"]) - m(a[16]), elbow_margin(a[8], a[32], a[64])
+        gaps, margins = a["full_finetune"] - a[16], elbow_margins(a[8], a[32], a[64])  # per seed, paired
+        gap, margin = m(gaps), m(margins)
         if ok(gap, "<=", 3) and ok(margin, ">=", 0):
             both.append(f"{images} images x {ep_b} epochs")
-        # seed to seed spread of both measures, paired by seed (same training images, same head initialisation)
-        gap_sd, margin_sd = s(a["full_finetune"] - a[16]), s((a[32] - a[8]) - 3 * (a[64] - a[32]))
         lines.append(f"| {images} | {ep_b} | {math.ceil(images / 64) * ep_b} | "
                      + " | ".join(f"{m(a[c]):.1f} ± {s(a[c]):.1f}" for c in (8, 16, 32, 64, "full_finetune"))
-                     + f" | {gap:.2f} ± {gap_sd:.2f} | {'PASS' if ok(gap, '<=', 3) else 'FAIL'} | {margin:.2f} ± {margin_sd:.2f} | "
+                     + f" | {gap:.2f} ± {s(gaps):.2f} | {'PASS' if ok(gap, '<=', 3) else 'FAIL'} | {margin:.2f} ± {s(margins):.2f} | "
                      f"{'PASS' if ok(margin, '>=', 0) else 'FAIL'} |")
     lines += ["", "Both bars pass at: " + ("; ".join(both) if both else "none of these budgets") + "."]
 
