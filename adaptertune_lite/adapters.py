@@ -7,11 +7,16 @@ pretrained function bit for bit until the first optimiser step.
 
 Adapters attach as child modules of the module they modify (``blocks.3.adapter``,
 ``blocks.3.attn.adapter``, ...) and run through a forward hook on that module, so the
-backbone's own ``state_dict`` keys never change. Saving and loading them: ``checkpoints``.
+backbone's own ``state_dict`` keys never change. ``print(model)`` shows where each one acts
+(``Adapter(post_mlp: mlp(x) + A(mlp(x)), ...)``), ``model.adapter_config`` is an
+:class:`AdapterConfig`, and :func:`remove_adapters` takes them out again, leaving the backbone as it
+was. Saving and loading them: ``checkpoints``.
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Sequence, Union
 
 import torch
@@ -55,6 +60,8 @@ class Adapter(nn.Module):
         _check_positive_int("dim", dim)
         _check_init(init)
         self.dim, self.rank, self.init, self.scale = dim, rank, init, float(scale)
+        self.site = ""  # where add_adapters put it and what it computes there, e.g. "post_mlp: mlp(x) + A(mlp(x))"
+        self.hook = None  # the handle of the forward hook that applies it (add_adapters)
         self.down = nn.Linear(dim, rank)
         self.act = nn.GELU()
         self.up = nn.Linear(rank, dim)
@@ -81,13 +88,12 @@ class Adapter(nn.Module):
         return self.scale * self.up(self.act(self.down(h)))
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, rank={self.rank}, init={self.init!r}, scale={self.scale}"
+        where = f"{self.site}, " if self.site else ""
+        return f"{where}dim={self.dim}, rank={self.rank}, init={self.init!r}, scale={self.scale}"
 
 
 def _side_generator() -> torch.Generator:
     """A CPU generator seeded by a hash of the global generator's state, leaving that state as it was."""
-    import hashlib
-
     state = torch.random.get_rng_state().numpy().tobytes()
     return torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(state).digest()[:8], "little") >> 1)
 
@@ -159,6 +165,32 @@ def _parallel_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torc
 _HOOKS = {"residual": residual_hook, "parallel": _parallel_hook}
 
 
+def _formula(sub: str, kind: str) -> str:
+    """What an adapter at ``sub`` (``""``: the block) computes, for its ``repr``: ``"mlp(x) + A(mlp(x))"``."""
+    f = f"{sub or 'block'}(x)"
+    return f"{f} + A({f})" if kind == "residual" else f"{f} + A(x)"
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """How :func:`add_adapters` set up a model's adapters (``model.adapter_config``); saved with them."""
+
+    rank: int
+    placement: str
+    blocks: tuple[int, ...]
+    init: str
+    scale: float
+    dim: int
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "placement": self.placement, "blocks": list(self.blocks), "init": self.init,
+                "scale": self.scale, "dim": self.dim}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AdapterConfig":
+        return cls(d["rank"], d["placement"], tuple(d["blocks"]), d["init"], float(d["scale"]), d["dim"])
+
+
 def add_adapters(
     model: nn.Module,
     rank: int = 16,
@@ -204,19 +236,26 @@ def add_adapters(
             target = model.blocks[i].get_submodule(sub) if sub else model.blocks[i]
             if sub and not isinstance(target, nn.Module):
                 raise TypeError(f"Block {i} has no `.{sub}` module for placement {placement!r}.")
-            sites.append((target, kind))
+            sites.append((target, sub, kind))
 
-    for target, kind in sites:  # all checks passed: now modify
+    for target, sub, kind in sites:  # all checks passed: now modify
         target.adapter = Adapter(dim, rank, init=init, scale=scale)
-        target.register_forward_hook(_HOOKS[kind])
-    model.adapter_config = {
-        "rank": rank,
-        "placement": placement,
-        "blocks": indices,
-        "init": init,
-        "scale": float(scale),
-        "dim": dim,
-    }
+        target.adapter.site = f"{placement}: {_formula(sub, kind)}"
+        target.adapter.hook = target.register_forward_hook(_HOOKS[kind])  # its handle: remove_adapters undoes it
+    model.adapter_config = AdapterConfig(rank, placement, tuple(indices), init, float(scale), dim)
+    return model
+
+
+def remove_adapters(model: nn.Module) -> nn.Module:
+    """Take every adapter out of ``model`` (in place) and return it: their hooks removed and their modules
+    deleted, so the backbone computes its own function bit for bit again and its ``state_dict`` has exactly
+    its own keys. A model without adapters comes back unchanged."""
+    for name in list(adapters_of(model)):
+        owner = model.get_submodule(name.rpartition(".")[0])
+        owner.adapter.hook.remove()
+        del owner.adapter
+    if hasattr(model, "adapter_config"):
+        del model.adapter_config
     return model
 
 

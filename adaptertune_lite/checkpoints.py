@@ -39,7 +39,7 @@ def save_adapters(model: nn.Module, path: str | os.PathLike) -> Path:
     }
     meta = {
         "format": FORMAT,
-        "adapter_config": json.dumps(model.adapter_config),
+        "adapter_config": json.dumps(model.adapter_config.to_dict()),
         "backbone": json.dumps(backbone_signature(model)),
         "head": head,
     }
@@ -89,7 +89,7 @@ def load_adapters(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             "same backbone it was trained on (load_backbone(<that name>, ...))."
         )
     saved_cfg = meta["adapter_config"]
-    current = getattr(model, "adapter_config", None) if adapters_of(model) else None
+    current = model.adapter_config.to_dict() if adapters_of(model) else None
     keys = ("rank", "placement", "blocks", "dim", "scale")
     if current is not None and any(current[k] != saved_cfg[k] for k in keys):
         diff = {k: (saved_cfg[k], current[k]) for k in keys if saved_cfg[k] != current[k]}

@@ -5,14 +5,24 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import platform
+import shlex
 import sys
 from dataclasses import fields
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+
+from . import backbones, data, experiments, params, plots, runtime, train
+from .grading import build, grader
+from .pretrain import PretrainConfig, pretrain
+from .storage import write_json
 
 
 def doctor() -> int:
     """Print what the course needs and whether it is here. Returns 0 when everything needed is present."""
-    from . import backbones, data, runtime
-
     problems = []
     print("adaptertune_lite doctor")
     for pkg, ver in runtime.versions().items():
@@ -55,10 +65,11 @@ def _csv(kind):
 
 def sweep_command(args) -> int:
     """Run the grid the flags describe; print one line per run; results stay in OUT/runs/."""
-    from . import experiments
-
     fast = {"fast": True, "full": False, "auto": None}[args.budget]
-    changes = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("n_train", args.n_train)) if v is not None}
+    changes = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("n_train", args.n_train),
+                                 ("augment", args.augment)) if v is not None}
+    speedups = train.Speedups(cache_frozen_prefix=args.cache_prefix, grad_checkpointing=args.grad_checkpointing,
+                              compile=args.compile)
     base = experiments.RunConfig.from_recipe(args.method, args.dataset, fast, backbone=args.backbone, **changes)
     axes = {"seed": args.seeds}
     if args.method == "adapter_tune":
@@ -74,7 +85,7 @@ def sweep_command(args) -> int:
         executor = submitit.AutoExecutor(folder=f"{args.out}/submitit")
         executor.update_parameters(timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_job,
                                    slurm_partition=args.partition, slurm_array_parallelism=args.parallel)
-    results = experiments.sweep(configs, args.out, progress=sys.stderr.isatty(), executor=executor)
+    results = experiments.sweep(configs, args.out, progress=sys.stderr.isatty(), executor=executor, speedups=speedups)
     print(f"{'rank':>4} {'placement':<10} {'blocks':<8} {'seed':>4} {'val %':>6} {'test %':>6} {'time s':>7}")
     for c, r in zip(configs, results):
         print(f"{c.rank:>4} {c.placement:<10} {str(c.blocks):<8} {c.seed:>4} {100 * r['val_acc']:>6.1f} "
@@ -86,13 +97,6 @@ def sweep_command(args) -> int:
 
 def _write_provenance(out: str, n_runs: int, argv: list[str]) -> None:
     """``OUT/provenance.json``: the command that produced the results, where, when, with which versions."""
-    import datetime as dt
-    import platform
-    import shlex
-
-    from . import runtime
-    from .storage import write_json
-
     write_json(f"{out}/provenance.json", {
         "command": "adaptertune-lite " + shlex.join(argv),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -105,29 +109,21 @@ def _write_provenance(out: str, n_runs: int, argv: list[str]) -> None:
 def figures_command(out: str, runs: str | None) -> int:
     """Export the course's key figures (PNG and SVG) from cached results: the shipped lecture sweep, and the
     notebooks' sweeps where they have run (``runs``: their results root, default the notebooks' cache)."""
-    from pathlib import Path
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from . import backbones, experiments, params, plots, widgets
-
+    matplotlib.use("Agg")  # files only, no window
     plots.use_style()
     root = Path(runs) if runs else experiments.runs_root()
     figures = {}
     lecture = experiments.load_results(experiments.SHIPPED / "lecture_elbow", method="adapter_tune")
     full = params.count_parameters(backbones.load_backbone("kit_vit_tiny", num_classes=10)).total  # what full FT trains
-    figures["lecture_elbow"] = widgets.lecture_figure(lecture, 16, full, "AdapterTune on left_digit: accuracy vs rank")
+    figures["lecture_elbow"] = plots.lecture_figure(lecture, 16, full, "AdapterTune on left_digit: accuracy vs rank")
     elbow = experiments.load_results(root / "05_rank_elbow", method="adapter_tune")
     sizes = sorted({r["config"]["n_train"] for r in elbow}, key=lambda n: -(n or 0))
     if sizes:  # the notebook's main sweep: the largest training set
-        figures["rank_elbow"] = widgets.elbow_figure([r for r in elbow if r["config"]["n_train"] == sizes[0]],
+        figures["rank_elbow"] = plots.elbow_figure([r for r in elbow if r["config"]["n_train"] == sizes[0]],
                                                      title=f"rank elbow, {sizes[0]} training images")
     placement = experiments.load_results(root / "06_placement", method="adapter_tune")
     if placement:
-        figures["placement"] = widgets.placement_figure(placement)
+        figures["placement"] = plots.placement_figure(placement)
     Path(out).mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():
         for ext in ("png", "svg"):
@@ -142,10 +138,6 @@ def figures_command(out: str, runs: str | None) -> int:
 
 def build_exercises_command(root: str, check: bool) -> int:
     """Write (or with ``check``, only verify) exercises/ and solutions/ from exercises/src/ under ``root``."""
-    from pathlib import Path
-
-    from .grading import build
-
     try:
         import jupytext  # noqa: F401
     except ImportError:
@@ -170,8 +162,6 @@ def build_exercises_command(root: str, check: bool) -> int:
 
 def grade_command(args) -> int:
     """Grade every submission under ``args.submissions``; print a per-student total."""
-    from .grading import grader
-
     try:
         table = grader.grade(args.submissions, args.out, tests=args.tests, timeout=args.timeout, jobs=args.jobs,
                              sandbox=args.sandbox, feedback_dir=args.feedback, progress=sys.stderr.isatty())
@@ -191,8 +181,6 @@ def grade_command(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .pretrain import PretrainConfig
-
     parser = argparse.ArgumentParser(prog="adaptertune-lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("doctor", help="check versions, device, FAST mode, offline assets and connectivity")
@@ -213,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     s.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
     s.add_argument("--n-train", type=int, default=None, help="override the recipe's training images")
+    s.add_argument("--augment", choices=("crop_flip", "crop"), default=None, help="augment training batches (a recipe field)")
+    s.add_argument("--cache-prefix", action="store_true", help="speed: cache the frozen blocks before the first adapter")
+    s.add_argument("--grad-checkpointing", action="store_true", help="speed: recompute activations to save memory")
+    s.add_argument("--compile", action="store_true", help="speed: torch.compile the training forward")
     s.add_argument("--out", required=True, help="results folder (runs/<key>.json inside)")
     s.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="local: runs here one after another; slurm: one job per missing run (needs submitit)")
@@ -251,8 +243,6 @@ def main(argv: list[str] | None = None) -> int:
         args.dataset = args.dataset or DEFAULT_TARGET
         args.argv = sys.argv[1:] if argv is None else list(argv)
         return sweep_command(args)
-    from .pretrain import pretrain
-
     cfg = PretrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainConfig)})
     prov = pretrain(cfg, out_dir=args.out, device=args.device, progress=sys.stderr.isatty())
     print(f"wrote {cfg.backbone}: held-out accuracy {prov['heldout_accuracy']:.3f} after {prov['images_seen']:,} images, {prov['wall_time_s']} s")

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from .params import set_trainable
-from .runtime import TensorMemory
-from .train import autocast, checkpointing
+from .meters import TensorMemory
+from .runtime import autocast
+from .train import checkpointing
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ def memory_breakdown(model: nn.Module, x: torch.Tensor, method: str | None = Non
 
     Parameters, their gradients and AdamW's two moments are counted from their sizes. Activations are
     measured, exactly rather than sampled, by running one forward and backward pass (in train mode, bf16
-    autocast on CUDA, as in ``train.optimizer_step``) under :class:`~adaptertune_lite.runtime.TensorMemory`:
+    autocast on CUDA, as in ``train.train_step``) under :class:`~adaptertune_lite.meters.TensorMemory`:
     the peak of the tensors the step creates, its parameter gradients left out. The same answer on every
     device. ``grad_checkpointing=True`` measures the step with gradient checkpointing of the blocks (each block
     keeps only its input and recomputes the rest during the backward pass). ``method=None`` keeps the
@@ -72,8 +74,6 @@ def step_flops(model: nn.Module, x: torch.Tensor, method: str | None = None, *, 
     by ``torch.utils.flop_counter`` as executed: a frozen weight gets no weight-gradient matmul, but its
     input gradient is computed wherever a trainable parameter sits before it. ``method`` and
     ``grad_checkpointing`` (which adds the recomputed forward passes) as in :func:`memory_breakdown`."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     if method is not None:
         set_trainable(model, method)
     was_training = model.training

@@ -6,7 +6,6 @@
 * :func:`sweep` runs what is missing and reuses what is there. Each result is written atomically
   as soon as its run ends, so a sweep killed mid-way resumes without recomputing anything that
   finished; a corrupt or partial result file is detected and recomputed, never used.
-* :func:`fit_elbow` fits a saturating curve of accuracy against rank and marks the elbow.
 
 Runs are independent and idempotent, so a long sweep can be split over processes, GPUs or
 machines that share ``OUT``: each writes only its own runs' files.
@@ -14,19 +13,23 @@ machines that share ``OUT``: each writes only its own runs' files.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+import time
+from itertools import product
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .recipes import DEFAULT_TARGET, kit_n_train, kit_recipe
+from . import __version__, adapters, backbones, data, params, runtime, train
+from .recipes import DEFAULT_TARGET, RECIPE_FIELDS, Recipe, kit_n_train, kit_recipe, recipe_for
 from .storage import write_json
+from .train import Speedups
 
 RESULT_FORMAT = "adaptertune_lite.run/1"
 RUNS_ENV = "ADAPTERTUNE_RUNS"
@@ -39,14 +42,17 @@ def runs_root() -> Path:
 
 
 def _kit_version() -> str:
-    from . import __version__
-
     return __version__
 
 
-@dataclass(frozen=True)
+# Recipe fields added after results were shipped, with the value every earlier run used: a run's key
+# names them only when they differ, so the shipped results keep their keys.
+LATER_RECIPE_FIELDS = {"warmup_epochs": None, "grad_clip": 1.0, "label_smoothing": 0.0, "augment": None}
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Everything one training run depends on. Frozen and hashable; :meth:`key` names its result.
+    """Everything one training run computes from. Frozen and hashable; :meth:`key` names its result.
 
     Args:
         backbone: a kit backbone or timm ViT name (:func:`~adaptertune_lite.backbones.load_backbone`).
@@ -55,8 +61,11 @@ class RunConfig:
         rank, placement, blocks, init, scale: the adapters (``adapter_tune`` only; see ``add_adapters``).
         seed: initialisation and shuffling; with ``k_shot`` also which images are drawn.
         n_train / k_shot: training images overall or per class (``None``: the whole train split).
-        epochs, lr, weight_decay, batch_size: the optimisation recipe.
+        recipe: how it trains (:class:`~adaptertune_lite.recipes.Recipe`); ``None`` takes the recipe of
+            ``method`` on ``dataset`` from :func:`~adaptertune_lite.recipes.recipe_for`.
         pretrained: pretrained backbone weights (``False``: random initialisation).
+
+    How fast a run goes (``train.Speedups``) is not part of it: pass it to :func:`run` / :func:`sweep`.
     """
 
     backbone: str = "kit_vit_tiny"
@@ -70,27 +79,43 @@ class RunConfig:
     seed: int = 0
     n_train: int | None = None
     k_shot: int | None = None
-    epochs: int = 3
-    lr: float = 5e-3
-    weight_decay: float = 0.05
-    batch_size: int = 64
+    recipe: Recipe | None = None
     pretrained: bool = True
 
     def __post_init__(self):
         if isinstance(self.blocks, list):  # lists are not hashable; keep the config frozen and hashable
             object.__setattr__(self, "blocks", tuple(self.blocks))
+        if self.recipe is None:
+            object.__setattr__(self, "recipe", recipe_for(self.method, self.dataset))
 
     @classmethod
     def from_recipe(cls, method: str = "adapter_tune", dataset: str = DEFAULT_TARGET, fast: bool | None = None, **changes) -> "RunConfig":
-        """A config with the kit recipe for ``method`` on ``dataset`` (FAST or full budget), then ``changes``."""
-        recipe = kit_recipe(method, dataset, fast)
-        base = dict(method=method, dataset=dataset, n_train=kit_n_train(dataset, fast), **recipe)
-        return cls(**{**base, **changes})
+        """A config with the kit recipe and training-set size for ``method`` on ``dataset`` (FAST or full
+        budget), then ``changes`` (recipe fields such as ``epochs`` or ``lr`` included)."""
+        base = cls(method=method, dataset=dataset, n_train=kit_n_train(dataset, fast), recipe=kit_recipe(method, dataset, fast))
+        return base.replace(**changes)
+
+    def replace(self, **changes) -> "RunConfig":
+        """A copy with ``changes``; recipe fields (``epochs``, ``lr``, ...) change the recipe."""
+        unknown = set(changes) - set(CONFIG_FIELDS) - set(RECIPE_FIELDS)
+        if unknown:
+            raise ValueError(f"Unknown RunConfig fields {sorted(unknown)}: choose from {list(CONFIG_FIELDS + RECIPE_FIELDS)}.")
+        in_recipe = {k: changes.pop(k) for k in list(changes) if k in RECIPE_FIELDS}
+        recipe = changes.pop("recipe", self.recipe).replace(**in_recipe)
+        return dataclasses.replace(self, recipe=recipe, **changes)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        """The config as JSON-ready data, the recipe's fields inline (as results store it)."""
+        d = {name: getattr(self, name) for name in CONFIG_FIELDS if name != "recipe"}
         d["blocks"] = list(self.blocks) if isinstance(self.blocks, tuple) else self.blocks
+        d.update({k: v for k, v in self.recipe.to_dict().items() if k not in LATER_RECIPE_FIELDS or v != LATER_RECIPE_FIELDS[k]})
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        """The config a result stored (the inverse of :meth:`to_dict`)."""
+        recipe = Recipe(**{k: v for k, v in {**LATER_RECIPE_FIELDS, **d}.items() if k in RECIPE_FIELDS})
+        return cls(**{k: v for k, v in d.items() if k not in RECIPE_FIELDS}, recipe=recipe)
 
     def key(self) -> str:
         """16 hex digits naming this run: a hash of the config and the kit version.
@@ -106,15 +131,16 @@ class RunConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run(config: RunConfig, data_cache: dict | None = None, progress: bool = True, device=None, callbacks=()) -> dict:
+CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+def run(config: RunConfig, data_cache: dict | None = None, progress: bool = True, device=None, callbacks=(),
+        speedups: Speedups | None = None) -> dict:
     """Train and evaluate one config. Returns its result as a JSON-ready dict.
 
-    ``data_cache`` (a dict) lets the runs of one process share loaded datasets.
+    ``data_cache`` (a dict) lets the runs of one process share loaded datasets; ``speedups`` choose how
+    fast ``fit`` goes (:class:`~adaptertune_lite.train.Speedups`), never what the result is.
     """
-    import time
-
-    from . import adapters, backbones, data, params, runtime, train
-
     start = time.perf_counter()
     runtime.seed_everything(config.seed)  # the new head and the adapters are initialised from this seed
     model = backbones.load_backbone(config.backbone, num_classes=None, pretrained=config.pretrained)
@@ -128,9 +154,8 @@ def run(config: RunConfig, data_cache: dict | None = None, progress: bool = True
     if config.method == "adapter_tune":
         adapters.add_adapters(model, rank=config.rank, placement=config.placement, blocks=config.blocks,
                               init=config.init, scale=config.scale)
-    result = train.fit(model, splits.train, splits.val, method=config.method, epochs=config.epochs, lr=config.lr,
-                       weight_decay=config.weight_decay, batch_size=config.batch_size, seed=config.seed,
-                       device=device, progress=progress, callbacks=callbacks)
+    result = train.fit(model, splits.train, splits.val, method=config.method, recipe=config.recipe, seed=config.seed,
+                       device=device, speedups=speedups, progress=progress, callbacks=callbacks)
     counts = params.count_parameters(model)
     return {
         "format": RESULT_FORMAT,
@@ -167,23 +192,24 @@ def load_result(path: str | os.PathLike, config: RunConfig | None = None) -> dic
         return None
     if config is not None:  # the stored config must be one with this key (adapter fields do not count without adapters)
         try:
-            stored = RunConfig(**res["config"]).key()
-        except TypeError:
+            stored = RunConfig.from_dict(res["config"]).key()
+        except (TypeError, ValueError, KeyError):
             return None
         if res["key"] != config.key() or stored != config.key():
             return None
     return res
 
 
-def run_and_save(config: RunConfig, out_dir: str | os.PathLike, device=None, progress: bool = False) -> dict:
+def run_and_save(config: RunConfig, out_dir: str | os.PathLike, device=None, progress: bool = False,
+                 speedups: Speedups | None = None) -> dict:
     """Run ``config`` and write its result atomically to :func:`result_path`: one job of a distributed sweep."""
-    res = run(config, progress=progress, device=device)
+    res = run(config, progress=progress, device=device, speedups=speedups)
     write_json(result_path(out_dir, config), res)
     return res
 
 
 def sweep(configs: Iterable[RunConfig], out_dir: str | os.PathLike, progress: bool = True, device=None,
-          executor=None) -> list[dict]:
+          executor=None, speedups: Speedups | None = None) -> list[dict]:
     """Run every config whose result is not in ``out_dir/runs/`` yet; return all results in ``configs``' order.
 
     A progress bar counts runs (each run's own bar nests below it). Each result file is written
@@ -192,7 +218,8 @@ def sweep(configs: Iterable[RunConfig], out_dir: str | os.PathLike, progress: bo
 
     ``executor``: a submitit executor (``pip install adaptertune_lite[cluster]``), e.g.
     ``submitit.AutoExecutor(folder=...)`` set up for Slurm: each missing run becomes one job of an
-    array, which writes its own result file, so a cancelled array also resumes.
+    array, which writes its own result file, so a cancelled array also resumes. ``speedups``
+    (:class:`~adaptertune_lite.train.Speedups`) go to every run and never change a result's key.
     """
     configs = list(configs)
     unique = {}
@@ -202,13 +229,14 @@ def sweep(configs: Iterable[RunConfig], out_dir: str | os.PathLike, progress: bo
     todo = [c for key, c in unique.items() if key not in results]
     desc = f"sweep: {len(todo)} to run, {len(results)} cached"
     if executor is not None and todo:
-        jobs = executor.map_array(run_and_save, todo, [out_dir] * len(todo))
+        n = len(todo)
+        jobs = executor.map_array(run_and_save, todo, [out_dir] * n, [device] * n, [False] * n, [speedups] * n)
         for c, job in zip(todo, tqdm(jobs, desc=desc + f" as {len(jobs)} jobs", disable=not progress)):
             results[c.key()] = job.result()  # waits; a failed job raises with its log's path
         return [results[c.key()] for c in configs]
     data_cache: dict = {}
     for c in tqdm(todo, desc=desc, disable=not progress or not todo):
-        res = run(c, data_cache, progress=progress, device=device)
+        res = run(c, data_cache, progress=progress, device=device, speedups=speedups)
         write_json(result_path(out_dir, c), res)
         results[c.key()] = res
     return [results[c.key()] for c in configs]
@@ -236,68 +264,13 @@ def by_rank(results: Iterable[dict], metric: str = "test_acc") -> tuple[list[int
 
 
 def grid(base: RunConfig, **axes: Sequence) -> list[RunConfig]:
-    """Every combination of ``axes`` applied to ``base``: ``grid(base, rank=[1, 4], seed=[0, 1])`` is 4 configs."""
-    from dataclasses import replace
-    from itertools import product
-
+    """Every combination of ``axes`` applied to ``base``: ``grid(base, rank=[1, 4], seed=[0, 1])`` is 4 configs.
+    Recipe fields are axes too: ``grid(base, lr=[1e-3, 3e-3])``."""
     names = list(axes)
-    unknown = set(names) - {f.name for f in fields(RunConfig)}
-    if unknown:
-        raise ValueError(f"Unknown RunConfig fields {sorted(unknown)}: choose from {[f.name for f in fields(RunConfig)]}.")
-    return [replace(base, **dict(zip(names, values))) for values in product(*(axes[n] for n in names))]
+    return [base.replace(**dict(zip(names, values))) for values in product(*(axes[n] for n in names))]
 
 
-# ----------------------------------------------------------------------------- the elbow
-@dataclass(frozen=True)
-class ElbowFit:
-    """``acc(r) = a - b * r**(-c)``, fitted to mean accuracy against rank, and the elbow of the data.
-
-    ``elbow`` is the smallest swept rank from which going up to the largest swept rank
-    (``max_rank``) gains less than ``threshold`` mean accuracy.
-    """
-
-    a: float
-    b: float
-    c: float
-    elbow: int
-    max_rank: int
-    threshold: float
-
-    def __call__(self, r) -> np.ndarray:
-        return self.a - self.b * np.asarray(r, dtype=float) ** (-self.c)
-
-
-def fit_elbow(ranks: Sequence[int], accuracies, threshold: float = 0.01) -> ElbowFit:
-    """Fit a saturating power law to accuracy against rank, and mark the elbow by a stated rule.
-
-    Why this form: in the excess-risk view, the approximation error of a rank-``r`` adapter falls
-    as a power of ``r`` (``a - b r^-c``; ``a`` is what a much larger adapter would reach), while
-    the estimation error grows with the parameter count over the number of training images; at a
-    fixed training-set size the first dominates on a small grid, so the curve saturates.
-
-    Rule for the elbow, on the measured means (the fit shows the shape, but a 3-parameter power
-    law bends more slowly than real curves often do): the smallest swept rank ``r`` with
-    ``acc(max rank) - acc(r) < threshold``: every rank beyond it buys less than ``threshold``.
-
-    Args:
-        ranks: the ranks swept, ascending.
-        accuracies: ``(len(ranks),)`` or ``(len(ranks), n_seeds)`` accuracies in [0, 1]; seeds are averaged.
-        threshold: what counts as "less" (0.01 = 1 point).
-    """
-    import warnings
-
-    from scipy.optimize import OptimizeWarning, curve_fit
-
-    r = np.asarray(ranks, dtype=float)
-    acc = np.asarray(accuracies, dtype=float).reshape(len(r), -1).mean(1)
-    if len(r) < 3:
-        raise ValueError(f"fit_elbow needs at least 3 ranks to fit 3 parameters, got {len(r)}.")
-    if not threshold > 0:
-        raise ValueError(f"threshold is an accuracy gain > 0 (0.01 = 1 point), not {threshold}.")
-    f = lambda x, a, b, c: a - b * x ** (-c)  # noqa: E731
-    guess = (min(acc.max(), 1.0), max(acc.max() - acc.min(), 1e-3), 0.5)
-    with warnings.catch_warnings():  # 3 ranks fit 3 parameters exactly: no covariance, which is not used
-        warnings.simplefilter("ignore", OptimizeWarning)
-        (a, b, c), _ = curve_fit(f, r, acc, p0=guess, bounds=([0, 0, 1e-3], [1, 2, 5]), maxfev=20_000)
-    elbow = next(int(x) for x, y in zip(r, acc) if acc[-1] - y < threshold)  # the last rank always qualifies
-    return ElbowFit(float(a), float(b), float(c), elbow, int(r[-1]), threshold)
+def run_elbow(base: RunConfig, ranks: Sequence[int], seeds: Sequence[int], out_dir: str | os.PathLike,
+              progress: bool = True) -> list[dict]:
+    """Run (or load from ``out_dir``) AdapterTune at every rank x seed of ``base``; results in grid order."""
+    return sweep(grid(base, rank=list(ranks), seed=list(seeds)), out_dir, progress=progress)

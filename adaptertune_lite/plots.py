@@ -1,4 +1,8 @@
-"""Plotting: one style for every figure in the course, and pure functions that draw on an Axes."""
+"""Plotting: one style for every figure in the course, and every figure function (pure: results in, figure out).
+
+The widgets in ``adaptertune_lite.widgets`` redraw these; a notebook draws them first, so each figure is
+there wherever widgets do not render.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from . import experiments
+from .elbow import fit_elbow
 
 
 def use_style() -> None:
     """The course's figure style (seaborn 'whitegrid', readable fonts); call once per notebook."""
-    import seaborn as sns
-
     sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
     plt.rcParams.update({"figure.figsize": (6.4, 4.0), "figure.dpi": 100, "axes.titleweight": "bold"})
 
@@ -53,3 +60,65 @@ def plot_elbow(
     ax.set_ylabel("test accuracy (%)")
     ax.legend(loc="lower right", fontsize="small")
     return ax
+
+
+def elbow_figure(results: Sequence[dict], title: str = "", metric: str = "test_acc", threshold: float = 0.01,
+                 references: dict[str, float] | None = None, ax: plt.Axes | None = None) -> plt.Figure:
+    """Accuracy against rank from sweep ``results``, with the fitted saturating curve and its elbow
+    (:func:`~adaptertune_lite.experiments.fit_elbow`) once there are at least 3 ranks."""
+    ranks, acc = experiments.by_rank(results, metric)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = ax.figure
+    fit = fit_elbow(ranks, acc, threshold) if len(ranks) >= 3 else None
+    plots.plot_elbow(ranks, acc, ax=ax, fit=fit, references=references)
+    ax.set_ylabel(f"{'validation' if metric == 'val_acc' else 'test'} accuracy (%)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def lecture_figure(results: Sequence[dict], highlight: int, full_params: int, title: str = "") -> plt.Figure:
+    """The lecture's elbow: large fonts, the fitted curve, and one rank ``highlight``ed with its accuracy and
+    its parameter cost (``full_params``: what full fine-tuning trains)."""
+    with plt.rc_context({"font.size": 16, "axes.titlesize": 18, "axes.labelsize": 17, "legend.fontsize": 13}):
+        fig, ax = plt.subplots(figsize=(10, 6))
+        elbow_figure(results, title=title, ax=ax)
+        ranks, acc = experiments.by_rank(results)
+        i = ranks.index(highlight)
+        trainable = next(r["trainable_params"] for r in results if r["config"]["rank"] == highlight)
+        ax.plot([highlight], [100 * acc[i].mean()], "o", ms=18, mfc="none", mec="C3", mew=3)
+        ax.annotate(f"r = {highlight}: {100 * acc[i].mean():.1f} %\n{trainable:,} trainable parameters "
+                    f"({100 * trainable / full_params:.1f} % of full FT)", (highlight, 100 * acc[i].mean()),
+                    xytext=(0.04, 0.92), textcoords="axes fraction", va="top",
+                    bbox={"boxstyle": "round", "fc": "white", "ec": "C3"})
+        fig.tight_layout()
+    return fig
+
+
+def placement_figure(results: Sequence[dict], highlight: dict | None = None, ax: plt.Axes | None = None) -> plt.Figure:
+    """Test accuracy against trainable parameters (log x) for runs of different placements and block choices;
+    colour = placement, label = blocks, mean over seeds. ``highlight``: a config dict to circle."""
+    rows = pd.DataFrame([{"placement": r["config"]["placement"], "blocks": str(r["config"]["blocks"]),
+                          "acc": 100 * r["test_acc"], "params": r["trainable_params"], "time": r["wall_time_s"]}
+                         for r in results])
+    mean = rows.groupby(["placement", "blocks"], sort=False).mean().reset_index()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+    colours = {p: f"C{i}" for i, p in enumerate(dict.fromkeys(mean.placement))}
+    for i, row in mean.iterrows():
+        ax.scatter(row.params, row.acc, s=80, color=colours[row.placement])
+        ax.annotate(f"{row.blocks} ({row.time:.0f} s)", (row.params, row.acc), textcoords="offset points",
+                    xytext=(8, 4 if i % 2 == 0 else -12), fontsize=9, color=colours[row.placement])  # alternate: fewer overlaps
+        if highlight and (row.placement, row.blocks) == (highlight["placement"], str(highlight["blocks"])):
+            ax.scatter(row.params, row.acc, s=400, facecolors="none", edgecolors="C3", linewidths=2.5)
+    for p, c in colours.items():
+        ax.scatter([], [], color=c, label=p)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.margins(x=0.12)
+    ax.set_title("placement: accuracy vs trainable parameters\n(labels: blocks with adapters, seconds per run)")
+    ax.legend(title="placement", fontsize="small", loc="lower right")
+    ax.figure.tight_layout()
+    return ax.figure

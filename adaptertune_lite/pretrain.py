@@ -19,11 +19,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .backbones import KIT_BACKBONES, WEIGHTS_DIR, sha256_of
-from .data import BatchTransform
+from .transforms import BatchTransform
 from .procedural import GENERATOR_VERSION, ProceduralImages
 from .runtime import describe_device, get_device, seed_everything
 from .storage import atomic_path, write_json
-from .train import make_optimizer, optimizer_step, warmup_cosine
+from .train import make_optimizer, train_step, warmup_cosine
 
 
 @dataclass
@@ -81,14 +81,13 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path | None = None, device: str
     opt = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay, dev)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.steps, cfg.warmup_steps))
     g = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
-    params = list(model.parameters())
     curve = []
     start = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc=f"pretrain {cfg.backbone}", disable=not progress)
     for step in bar:
         x, y = data.sample(cfg.batch_size, g)  # a fresh batch from the generator: no epochs, no dataset
-        loss, _ = optimizer_step(model, opt, sched, x, y, transform=normalise, params=params,
-                                 grad_clip=cfg.grad_clip, label_smoothing=cfg.label_smoothing, device=dev)
+        loss, _ = train_step(model, x, y, opt, sched, transform=normalise, grad_clip=cfg.grad_clip,
+                             label_smoothing=cfg.label_smoothing)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             acc = _accuracy(model, eval_x, eval_y, normalise)
             curve.append({"step": step + 1, "loss": round(loss.item(), 4), "heldout_acc": round(acc, 4),

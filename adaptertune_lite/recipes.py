@@ -1,31 +1,87 @@
-"""Training recipes: the one place ``fit``, the notebooks and the benchmarks read them.
+"""Training recipes: the one place ``fit``, ``RunConfig``, the CLI, the notebooks and the benchmarks read them.
+
+A :class:`Recipe` is everything about *how* a run trains (optimiser, schedule, budget, augmentation);
+what it trains (backbone, dataset, method, adapters) lives in ``experiments.RunConfig``, and how
+fast it runs (caching, checkpointing, compiling) in ``train.Speedups``, which never changes a result.
 
 ``OFFICIAL_RECIPE`` is the official AdapterTune recipe (AdamW lr 1e-3, weight decay 0.05, cosine
-with 10 % warm-up, gradient clipping 1.0, 50 epochs), for timm ViTs at 224 px; ``fit`` takes its
-defaults from it. On the small kit backbone and
-small datasets the learning rates below were chosen by measurement (benchmarks/kit_backbone.py):
-the linear probe wants a larger step, full fine-tuning a smaller one.
+with 10 % warm-up, gradient clipping 1.0, 50 epochs), for timm ViTs at 224 px; ``Recipe()`` is it.
+On the small kit backbone and small datasets the learning rates below were chosen by measurement
+(benchmarks/kit_backbone.py): the linear probe wants a larger step, full fine-tuning a smaller one.
 
-The course default target is ``left_digit`` (see ``adaptertune_lite.data``): a task where the
-frozen features are not enough, so head-only, AdapterTune and full fine-tuning differ, and the
-rank sweep shows an elbow. ``mnist5k`` and ``digits`` are the "easy transfer" contrast.
+The course default target is ``left_digit`` (see ``adaptertune_lite.targets``): a task where the
+frozen features are not enough, so head-only, AdapterTune and full fine-tuning differ.
+``mnist5k`` and ``digits`` are the "easy transfer" contrast.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields, replace
+
 from .runtime import by_mode
 
-# The official recipe (paper; github salimkhazem/adaptertune). fit() defaults to it.
-OFFICIAL_RECIPE: dict = {"lr": 1e-3, "weight_decay": 0.05, "epochs": 50, "batch_size": 64, "grad_clip": 1.0}
+AUGMENTATIONS = ("crop_flip", "crop")  # see transforms.augmentation
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one run trains. Frozen, so it can be part of a run's key; ``Recipe()`` is the official recipe.
+
+    Args:
+        lr: AdamW's peak learning rate.
+        weight_decay: AdamW's decoupled weight decay, on matrices only (not biases, norms, tokens).
+        epochs: passes over the training set.
+        batch_size: images per optimiser step.
+        warmup_epochs: linear warm-up before the cosine decay; ``None`` means 10 % of ``epochs`` (5 of 50).
+        grad_clip: clip the gradient norm of the trained parameters to this (``None``: no clipping).
+        label_smoothing: cross-entropy label smoothing.
+        augment: ``None``, or a batch augmentation on the device applied to training images only:
+            ``"crop_flip"`` (random resized crop + horizontal flip) or ``"crop"`` (no flip: digits).
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    epochs: int = 50
+    batch_size: int = 64
+    warmup_epochs: float | None = None
+    grad_clip: float | None = 1.0
+    label_smoothing: float = 0.0
+    augment: str | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.epochs, int) and self.epochs >= 1 and isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"epochs and batch_size must be ints >= 1 (got epochs={self.epochs}, batch_size={self.batch_size}).")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, not {self.lr}.")
+        if self.augment is not None and self.augment not in AUGMENTATIONS:
+            raise ValueError(f"Unknown augment {self.augment!r}: choose None or one of {', '.join(AUGMENTATIONS)}.")
+
+    def replace(self, **changes) -> "Recipe":
+        """A copy with ``changes``: ``recipe.replace(epochs=3)``."""
+        return replace(self, **changes)
+
+    @property
+    def warmup(self) -> float:
+        """Warm-up length in epochs (``warmup_epochs``, or 10 % of ``epochs``)."""
+        return 0.1 * self.epochs if self.warmup_epochs is None else self.warmup_epochs
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+RECIPE_FIELDS = tuple(f.name for f in fields(Recipe))
+
+# The official recipe (paper; github salimkhazem/adaptertune): the defaults of Recipe.
+OFFICIAL_RECIPE = Recipe()
 
 DEFAULT_TARGET = "left_digit"  # the dataset of every comparison, elbow and placement demo
 EASY_TARGETS = ("mnist5k", "digits")  # where the frozen features already suffice
 
-# fit() keyword arguments per method for the kit backbone.
-KIT_RECIPES: dict[str, dict] = {
-    "head_only": {"lr": 1e-2, "weight_decay": 0.05, "batch_size": 64},  # head on cached features
-    "adapter_tune": {"lr": 5e-3, "weight_decay": 0.05, "batch_size": 64},  # adapters + head
-    "full_finetune": {"lr": 5e-4, "weight_decay": 0.05, "batch_size": 64},  # every weight
+# Per method on the kit backbone (the rest of each recipe is the official one; epochs come from BUDGETS).
+KIT_RECIPES: dict[str, Recipe] = {
+    "head_only": Recipe(lr=1e-2),  # head on cached features
+    "adapter_tune": Recipe(lr=5e-3),  # adapters + head
+    "full_finetune": Recipe(lr=5e-4),  # every weight
 }
 # AdapterTune lr 5e-3 beat 2e-3 on kit_vit_tiny, mnist5k, seed 0: 92.6 vs 91.0 % test accuracy
 # (r=16, 2000 images, 4 epochs) and 93.7 vs 92.9 % (15 epochs).
@@ -50,16 +106,22 @@ def _budget(dataset: str, fast: bool | None) -> dict:
     return by_mode(budgets["fast"], budgets["full"]) if fast is None else budgets["fast" if fast else "full"]
 
 
-def kit_recipe(method: str, dataset: str = DEFAULT_TARGET, fast: bool | None = None) -> dict:
-    """``fit`` keyword arguments (lr, weight_decay, batch_size, epochs) for ``method`` on ``dataset``.
+def kit_recipe(method: str, dataset: str = DEFAULT_TARGET, fast: bool | None = None) -> Recipe:
+    """The kit's :class:`Recipe` for ``method`` on ``dataset``, with the FAST or the full budget's epochs.
 
-    ``fast`` picks the FAST or the full budget; ``None`` follows :func:`~adaptertune_lite.runtime.fast_mode`.
+    ``fast`` picks the budget; ``None`` follows :func:`~adaptertune_lite.runtime.fast_mode`.
     """
     if method not in KIT_RECIPES:
         raise ValueError(f"Unknown method {method!r}: choose one of {', '.join(KIT_RECIPES)}.")
-    return {**KIT_RECIPES[method], "epochs": _budget(dataset, fast)["epochs"]}
+    return KIT_RECIPES[method].replace(epochs=_budget(dataset, fast)["epochs"])
 
 
 def kit_n_train(dataset: str = DEFAULT_TARGET, fast: bool | None = None) -> int | None:
     """How many training images the kit recipe uses on ``dataset`` (``None``: all of its train split)."""
     return _budget(dataset, fast)["n_train"]
+
+
+def recipe_for(method: str, dataset: str = DEFAULT_TARGET, fast: bool | None = None) -> Recipe:
+    """The recipe a run of ``method`` on ``dataset`` gets when none is given: the kit's on a kit dataset,
+    else the official one."""
+    return kit_recipe(method, dataset, fast) if dataset in BUDGETS else OFFICIAL_RECIPE

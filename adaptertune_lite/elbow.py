@@ -1,0 +1,67 @@
+"""The elbow of an accuracy-against-rank curve: a saturating power law fitted to it, and a stated rule.
+
+Why this form: in the excess-risk view, the approximation error of a rank-``r`` adapter falls
+as a power of ``r`` (``a - b r^-c``; ``a`` is what a much larger adapter would reach), while the
+estimation error grows with the parameter count over the number of training images; at a fixed
+training-set size the first dominates on a small grid, so the curve saturates.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import OptimizeWarning, curve_fit
+
+
+@dataclass(frozen=True)
+class ElbowFit:
+    """``acc(r) = a - b * r**(-c)``, fitted to mean accuracy against rank, and the elbow of the data.
+
+    ``elbow`` is the smallest swept rank from which going up to the largest swept rank
+    (``max_rank``) gains less than ``threshold`` mean accuracy.
+    """
+
+    a: float
+    b: float
+    c: float
+    elbow: int
+    max_rank: int
+    threshold: float
+
+    def __call__(self, r) -> np.ndarray:
+        return self.a - self.b * np.asarray(r, dtype=float) ** (-self.c)
+
+
+def fit_elbow(ranks: Sequence[int], accuracies, threshold: float = 0.01) -> ElbowFit:
+    """Fit a saturating power law to accuracy against rank, and mark the elbow by a stated rule.
+
+    Why this form: in the excess-risk view, the approximation error of a rank-``r`` adapter falls
+    as a power of ``r`` (``a - b r^-c``; ``a`` is what a much larger adapter would reach), while
+    the estimation error grows with the parameter count over the number of training images; at a
+    fixed training-set size the first dominates on a small grid, so the curve saturates.
+
+    Rule for the elbow, on the measured means (the fit shows the shape, but a 3-parameter power
+    law bends more slowly than real curves often do): the smallest swept rank ``r`` with
+    ``acc(max rank) - acc(r) < threshold``: every rank beyond it buys less than ``threshold``.
+
+    Args:
+        ranks: the ranks swept, ascending.
+        accuracies: ``(len(ranks),)`` or ``(len(ranks), n_seeds)`` accuracies in [0, 1]; seeds are averaged.
+        threshold: what counts as "less" (0.01 = 1 point).
+    """
+    r = np.asarray(ranks, dtype=float)
+    acc = np.asarray(accuracies, dtype=float).reshape(len(r), -1).mean(1)
+    if len(r) < 3:
+        raise ValueError(f"fit_elbow needs at least 3 ranks to fit 3 parameters, got {len(r)}.")
+    if not threshold > 0:
+        raise ValueError(f"threshold is an accuracy gain > 0 (0.01 = 1 point), not {threshold}.")
+    f = lambda x, a, b, c: a - b * x ** (-c)  # noqa: E731
+    guess = (min(acc.max(), 1.0), max(acc.max() - acc.min(), 1e-3), 0.5)
+    with warnings.catch_warnings():  # 3 ranks fit 3 parameters exactly: no covariance, which is not used
+        warnings.simplefilter("ignore", OptimizeWarning)
+        (a, b, c), _ = curve_fit(f, r, acc, p0=guess, bounds=([0, 0, 1e-3], [1, 2, 5]), maxfev=20_000)
+    elbow = next(int(x) for x, y in zip(r, acc) if acc[-1] - y < threshold)  # the last rank always qualifies
+    return ElbowFit(float(a), float(b), float(c), elbow, int(r[-1]), threshold)
