@@ -37,7 +37,7 @@ def plot_elbow(
         ranks: the ranks swept, e.g. ``[1, 2, 4, ..., 64]``.
         accuracies: ``(len(ranks), n_seeds)`` accuracies in [0, 1].
         references: horizontal lines, e.g. ``{"head-only": 0.71, "full fine-tuning": 0.93}``.
-        fit: an :class:`~adaptertune_lite.experiments.ElbowFit`: draws the fitted curve and marks its elbow.
+        fit: an :class:`~adaptertune_lite.elbow.ElbowFit`: draws the fitted curve and marks its elbow.
     """
     ax = ax or plt.gca()
     acc = 100 * np.asarray(accuracies, dtype=float).reshape(len(ranks), -1)
@@ -65,13 +65,13 @@ def plot_elbow(
 def elbow_figure(results: Sequence[dict], title: str = "", metric: str = "test_acc", threshold: float = 0.01,
                  references: dict[str, float] | None = None, ax: plt.Axes | None = None) -> plt.Figure:
     """Accuracy against rank from sweep ``results``, with the fitted saturating curve and its elbow
-    (:func:`~adaptertune_lite.experiments.fit_elbow`) once there are at least 3 ranks."""
+    (:func:`~adaptertune_lite.elbow.fit_elbow`) once there are at least 3 ranks."""
     ranks, acc = experiments.by_rank(results, metric)
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 4.2))
     fig = ax.figure
     fit = fit_elbow(ranks, acc, threshold) if len(ranks) >= 3 else None
-    plots.plot_elbow(ranks, acc, ax=ax, fit=fit, references=references)
+    plot_elbow(ranks, acc, ax=ax, fit=fit, references=references)
     ax.set_ylabel(f"{'validation' if metric == 'val_acc' else 'test'} accuracy (%)")
     ax.set_title(title)
     fig.tight_layout()

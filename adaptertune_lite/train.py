@@ -177,7 +177,7 @@ def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.opti
 def _training_transform(dataset: Dataset, augment: str | None, device: torch.device) -> Callable:
     """The transform ``dataset`` carries, on ``device``, then the recipe's augmentation (training batches only)."""
     tf, aug = transform_of(dataset, device), augmentation(augment)
-    return tf if aug is None else (lambda x: aug.to(device)(tf(x)))
+    return tf if aug is None else (lambda x: aug(tf(x)))  # the augmentation draws on x's device
 
 
 def fit(model: nn.Module, train: Dataset, val: Dataset | None = None, *, method: str = "adapter_tune",

@@ -96,6 +96,47 @@ def test_parallel_adapter_reads_the_mlp_input_not_its_output(vit, images):
     assert not torch.equal(par(images), post(images))
 
 
+def test_print_model_tells_the_placements_apart(vit):
+    """post_mlp and parallel both sit on the MLP; what each computes there shows in print(model)."""
+    shown = {p: repr(at.add_adapters(copy.deepcopy(vit), rank=2, placement=p, blocks=[0])) for p in at.PLACEMENTS}
+    assert "post_mlp: mlp(x) + A(mlp(x))" in shown["post_mlp"] and "parallel: mlp(x) + A(x)" in shown["parallel"]
+    assert "post_block: block(x) + A(block(x))" in shown["post_block"]
+    assert shown["houlsby"].count("houlsby: ") == 2  # after attention and after the MLP
+    assert len(set(shown.values())) == len(at.PLACEMENTS)
+
+
+def test_adapter_config_is_a_typed_record_of_what_was_added(vit):
+    model = at.add_adapters(vit, rank=3, placement="houlsby", blocks=at.last_k(2), scale=0.5)
+    assert model.adapter_config == at.AdapterConfig(rank=3, placement="houlsby", blocks=(2, 3), init="zero", scale=0.5, dim=32)
+    assert at.AdapterConfig.from_dict(model.adapter_config.to_dict()) == model.adapter_config
+
+
+@pytest.mark.parametrize("placement", at.PLACEMENTS)
+def test_remove_adapters_gives_back_the_backbone_bitwise(vit, images, placement):
+    """Trained (non-zero) adapters change the output; removing them restores the backbone's forward bit for bit
+    and its state_dict keys exactly, and adapters can be added again afterwards."""
+    with torch.no_grad():
+        before, keys = vit(images), list(vit.state_dict())
+    model = at.add_adapters(vit, rank=2, placement=placement, init="random")
+    with torch.no_grad():
+        assert not torch.equal(model(images), before)
+    assert at.remove_adapters(model) is vit
+    with torch.no_grad():
+        assert torch.equal(vit(images), before)
+    assert list(vit.state_dict()) == keys and not at.adapters_of(vit) and not hasattr(vit, "adapter_config")
+    assert all(not m._forward_hooks for m in vit.modules())  # no hook left behind
+    at.add_adapters(vit, rank=2, placement=placement)  # a clean backbone again
+
+
+def test_a_copied_model_removes_its_own_adapters_only(vit, images):
+    model = at.add_adapters(vit, rank=2, init="random")
+    twin = copy.deepcopy(model)
+    at.remove_adapters(twin)
+    with torch.no_grad():
+        assert torch.equal(model(images), model(images)) and at.adapters_of(model) and not at.adapters_of(twin)
+        assert not torch.equal(model(images), twin(images))
+
+
 def test_block_selections_resolve_to_indices():
     assert at.resolve_blocks("all", 6) == [0, 1, 2, 3, 4, 5]
     assert at.resolve_blocks(at.every_k(2), 6) == [0, 2, 4]

@@ -93,7 +93,7 @@ def _halves(split) -> tuple[list[bytes], list[bytes]]:
 def test_digit_pairs_are_two_mnist5k_digits_of_the_same_split(fractions):
     pairs, mnist = at.load_dataset("left_digit", **fractions), at.load_dataset("mnist5k", **fractions)
     assert pairs.train.images.shape[1:] == (1, 32, 32) and pairs.num_classes == 10
-    shrunk = lambda s: at.data._shrink(s.images.numpy(), 16)[:, 0]  # noqa: E731  (N, 16, 16) mnist5k digits
+    shrunk = lambda s: at.targets.shrink(s.images.numpy(), 16)[:, 0]  # noqa: E731  (N, 16, 16) mnist5k digits
     for name in ("train", "val", "test"):
         p, src = getattr(pairs, name), getattr(mnist, name)
         left, right = _halves(p)
@@ -109,7 +109,7 @@ def test_digit_pairs_are_two_mnist5k_digits_of_the_same_split(fractions):
 
 def test_max_digit_is_labelled_by_the_larger_of_the_two_digits():
     pairs, mnist = at.load_dataset("max_digit"), at.load_dataset("mnist5k")
-    shrunk = at.data._shrink(mnist.test.images.numpy(), 16)[:, 0]
+    shrunk = at.targets.shrink(mnist.test.images.numpy(), 16)[:, 0]
     label_of = {bytes(d): int(y) for d, y in zip(shrunk, mnist.test.labels)}
     left, right = _halves(pairs.test)
     assert pairs.test.labels.tolist() == [max(label_of[a], label_of[b]) for a, b in zip(left, right)]

@@ -13,10 +13,11 @@ import pytest
 
 import adaptertune_lite as at
 from adaptertune_lite import experiments
+from adaptertune_lite.recipes import BUDGETS, KIT_RECIPES, recipe_for
 from helpers import ROOT
 
 # Tiny runs: 40 digits, one epoch on the (small) kit backbone; about a second each on a CPU.
-TINY = at.RunConfig(dataset="digits", n_train=40, epochs=1, batch_size=20, rank=2)
+TINY = at.RunConfig(dataset="digits", n_train=40, rank=2).replace(epochs=1, batch_size=20)
 
 
 @pytest.fixture
@@ -46,13 +47,42 @@ def test_a_config_key_names_exactly_what_the_run_depends_on(monkeypatch):
 
 def test_from_recipe_takes_the_kit_recipe_then_the_changes():
     c = at.RunConfig.from_recipe("full_finetune", "mnist5k", fast=True, seed=3)
-    from adaptertune_lite.recipes import BUDGETS, KIT_RECIPES
-
     fast = BUDGETS["mnist5k"]["fast"]
-    assert (c.lr, c.epochs, c.n_train, c.seed) == (KIT_RECIPES["full_finetune"]["lr"], fast["epochs"], fast["n_train"], 3)
-    assert c.epochs != BUDGETS["mnist5k"]["full"]["epochs"]  # the FAST budget, not the full one
+    assert (c.recipe.lr, c.recipe.epochs, c.n_train, c.seed) == (KIT_RECIPES["full_finetune"].lr, fast["epochs"], fast["n_train"], 3)
+    assert c.recipe.epochs != BUDGETS["mnist5k"]["full"]["epochs"]  # the FAST budget, not the full one
+    assert at.RunConfig.from_recipe("head_only", "mnist5k", fast=True, lr=0.5).recipe.lr == 0.5  # recipe fields change
     with pytest.raises(ValueError, match="Unknown RunConfig fields"):
         at.grid(TINY, colour=["red"])
+
+
+def test_a_config_without_a_recipe_takes_its_methods_recipe_not_literals():
+    """The defaults come from recipes.py: a head-only config gets the head-only learning rate."""
+    assert at.RunConfig(method="head_only", dataset="mnist5k").recipe == recipe_for("head_only", "mnist5k")
+    assert at.RunConfig(method="full_finetune").recipe.lr == KIT_RECIPES["full_finetune"].lr
+
+
+def test_the_recipe_is_part_of_the_key_and_speedups_are_not(tmp_path):
+    assert TINY.replace(label_smoothing=0.1).key() != TINY.key() != TINY.replace(augment="crop").key()
+    assert TINY.replace(lr=1e-2).key() != TINY.key() and TINY.replace(grad_clip=None).key() != TINY.key()
+    fast = at.sweep([TINY], tmp_path, progress=False, speedups=at.Speedups(compile="aot_eager"))[0]
+    assert fast["key"] == TINY.key() and experiments.load_result(experiments.result_path(tmp_path, TINY), TINY)
+
+
+def test_the_shipped_results_keep_their_keys():
+    """Results written before Recipe existed (flat lr / epochs / ... fields) read back as the same config:
+    recipe fields added later enter a key only when they differ from what those runs used."""
+    shipped = experiments.load_results(experiments.SHIPPED / "lecture_elbow")
+    assert shipped
+    for r in shipped:
+        config = at.RunConfig.from_dict(r["config"])
+        assert config.key() == r["key"] and config.to_dict() == r["config"]
+        assert config.recipe.lr == r["config"]["lr"] and config.recipe.grad_clip == 1.0
+
+
+def test_a_recipe_field_reaches_the_training_loop(tmp_path):
+    """run() hands the whole recipe to fit: label smoothing changes the losses it records."""
+    plain, smooth = (at.run(c, progress=False) for c in (TINY, TINY.replace(label_smoothing=0.3)))
+    assert plain["loss"] != smooth["loss"]
 
 
 def test_sweep_computes_what_is_missing_and_reuses_what_is_cached(tmp_path, counted):
@@ -87,10 +117,9 @@ def test_a_corrupt_or_partial_result_file_is_recomputed_not_used(tmp_path, count
 
 SWEEP_SCRIPT = """
 import sys, adaptertune_lite as at
-from dataclasses import replace
-tiny = at.RunConfig(dataset="digits", n_train=40, epochs=1, batch_size=20, rank=2)
-slow = replace(tiny, epochs=200)  # long enough to be killed while it trains
-at.sweep([tiny, replace(tiny, seed=1), slow], sys.argv[1], progress=False)
+tiny = at.RunConfig(dataset="digits", n_train=40, rank=2).replace(epochs=1, batch_size=20)
+slow = tiny.replace(epochs=200)  # long enough to be killed while it trains
+at.sweep([tiny, tiny.replace(seed=1), slow], sys.argv[1], progress=False)
 """
 
 
@@ -106,9 +135,9 @@ def test_a_killed_sweep_resumes_without_recomputing_finished_runs(tmp_path, coun
     proc.wait()
     finished = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
     assert len(finished) == 2, "the two quick runs finished and were written before the kill"
-    configs = [TINY, replace(TINY, seed=1), replace(TINY, epochs=2)]  # the killed one, made quicker here
+    configs = [TINY, TINY.replace(seed=1), TINY.replace(epochs=2)]  # the killed one, made quicker here
     results = at.sweep(configs, tmp_path, progress=False)
-    assert [c.seed for c in counted] == [0] and counted[0].epochs == 2  # only the unfinished config ran
+    assert [c.seed for c in counted] == [0] and counted[0].recipe.epochs == 2  # only the unfinished config ran
     assert {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json") if p.name in finished} == finished
     assert len(results) == 3
 

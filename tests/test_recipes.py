@@ -1,15 +1,18 @@
-"""Recipes: one place for the kit's per-method settings and per-dataset budgets, following FAST mode."""
+"""Recipes: one Recipe object for how a run trains; the kit's per-method settings and per-dataset budgets."""
+
+import dataclasses
 
 import pytest
 
-from adaptertune_lite.recipes import BUDGETS, DEFAULT_TARGET, KIT_RECIPES, kit_n_train, kit_recipe
+import adaptertune_lite as at
+from adaptertune_lite.recipes import BUDGETS, DEFAULT_TARGET, KIT_RECIPES, OFFICIAL_RECIPE, kit_n_train, kit_recipe, recipe_for
 
 
 def test_the_default_target_has_a_fast_and_a_full_budget():
     assert DEFAULT_TARGET == "left_digit"
     fast, full = kit_recipe("adapter_tune", fast=True), kit_recipe("adapter_tune", fast=False)
-    assert fast == {**KIT_RECIPES["adapter_tune"], "epochs": BUDGETS[DEFAULT_TARGET]["fast"]["epochs"]}
-    assert full["epochs"] > fast["epochs"] and full["lr"] == fast["lr"]
+    assert fast == KIT_RECIPES["adapter_tune"].replace(epochs=BUDGETS[DEFAULT_TARGET]["fast"]["epochs"])
+    assert full.epochs > fast.epochs and full.lr == fast.lr
     assert kit_n_train(fast=True) == BUDGETS[DEFAULT_TARGET]["fast"]["n_train"] and kit_n_train(fast=False) is None
 
 
@@ -24,3 +27,24 @@ def test_recipes_follow_fast_mode_when_not_told(monkeypatch):
 def test_unknown_names_list_the_choices(call, words):
     with pytest.raises(ValueError, match=words):
         call()
+
+
+def test_the_default_recipe_is_the_official_one_and_is_frozen():
+    r = at.Recipe()
+    assert (r.lr, r.weight_decay, r.epochs, r.batch_size, r.grad_clip, r.warmup) == (1e-3, 0.05, 50, 64, 1.0, 5.0)
+    assert r == OFFICIAL_RECIPE and hash(r) == hash(at.Recipe())  # hashable: part of a run's key
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.lr = 1.0
+    assert r.replace(epochs=10).warmup == 1.0 and r.replace(warmup_epochs=0.5).warmup == 0.5
+
+
+@pytest.mark.parametrize("bad, words", [(dict(epochs=0), "epochs"), (dict(batch_size=2.5), "batch_size"),
+                                        (dict(lr=0), "lr"), (dict(augment="rotate"), "crop_flip")])
+def test_a_bad_recipe_says_what_to_use(bad, words):
+    with pytest.raises(ValueError, match=words):
+        at.Recipe(**bad)
+
+
+def test_recipe_for_gives_the_kit_recipe_on_kit_data_and_the_official_one_elsewhere():
+    assert recipe_for("head_only", "mnist5k", fast=True) == kit_recipe("head_only", "mnist5k", fast=True)
+    assert recipe_for("adapter_tune", "cifar100") == OFFICIAL_RECIPE

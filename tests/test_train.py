@@ -1,15 +1,29 @@
 """Training: learns, repeats exactly with a seed, caches features for head-only, reports what it did."""
 
 import copy
+import inspect
 
+import numpy as np
 import pytest
 import torch
-from helpers import tiny_vit
+from helpers import ROOT, tiny_vit
+from safetensors.torch import load_file
+from torchvision.datasets import FakeData
 
 import adaptertune_lite as at
+from adaptertune_lite import shortcuts, transforms
+from adaptertune_lite.data import FileImageDataset, decode_all
+from adaptertune_lite.shortcuts import Suffix, cache_prefix, frozen_body, frozen_prefix_depth
 from adaptertune_lite.train import warmup_cosine
+from adaptertune_lite.transforms import RandomResizedCropFlip, transform_for
 
-TINY = dict(epochs=2, batch_size=64, progress=False)
+RECIPE = at.Recipe(epochs=2, batch_size=64)  # the official recipe, 2 epochs: a tiny run
+TINY = dict(recipe=RECIPE, progress=False)
+
+
+def fast(**speedups) -> dict:
+    """fit's keyword arguments for the tiny run with these speed-ups."""
+    return dict(TINY, speedups=at.Speedups(**speedups))
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +41,8 @@ def test_same_seed_gives_identical_results_on_cpu(digits):
 
 def test_full_finetune_on_digits_beats_chance_clearly_within_seconds():
     d = at.load_dataset("digits", tiny_vit())
-    result = at.fit(tiny_vit(), d.train, d.val, method="full_finetune", epochs=10, lr=3e-3, batch_size=32, progress=False)
+    result = at.fit(tiny_vit(), d.train, d.val, method="full_finetune", recipe=at.Recipe(epochs=10, lr=3e-3, batch_size=32),
+                    progress=False)
     assert result.val_acc > 0.5  # chance is 0.1
     assert result.trainable_params == result.total_params
 
@@ -57,7 +72,7 @@ def test_a_cached_frozen_prefix_trains_exactly_like_the_whole_backbone(digits, p
     runs = []
     for cache in (False, True):
         model = at.add_adapters(tiny_vit(), rank=4, placement=placement, blocks=blocks)
-        result = at.fit(model, digits.train, digits.val, cache_frozen_prefix=cache, **TINY)
+        result = at.fit(model, digits.train, digits.val, **fast(cache_frozen_prefix=cache))
         runs.append((result, model))
     (plain, a), (cached, b) = runs
     assert torch.allclose(torch.tensor(plain.history["loss"]), torch.tensor(cached.history["loss"]), atol=1e-5)
@@ -66,8 +81,6 @@ def test_a_cached_frozen_prefix_trains_exactly_like_the_whole_backbone(digits, p
 
 
 def test_the_cached_prefix_reaches_into_a_block_whose_only_trainable_part_is_its_post_block_adapter(images):
-    from adaptertune_lite.train import Suffix, cache_prefix, frozen_body
-
     model = at.set_trainable(at.add_adapters(tiny_vit(), rank=4, init="random", blocks=at.last_k(2)), "adapter_tune")
     assert frozen_body(model.blocks[2]) and not frozen_body(model.blocks[1])  # block 1 has no adapter
     mlp = at.set_trainable(at.add_adapters(tiny_vit(), rank=4, placement="post_mlp", blocks=at.last_k(2)), "adapter_tune")
@@ -80,8 +93,6 @@ def test_the_cached_prefix_reaches_into_a_block_whose_only_trainable_part_is_its
 
 
 def test_frozen_prefix_depth_counts_the_leading_blocks_that_train_nothing():
-    from adaptertune_lite.train import frozen_prefix_depth
-
     assert frozen_prefix_depth(at.set_trainable(at.add_adapters(tiny_vit(), rank=2, blocks=[2, 3]), "adapter_tune")) == 2
     assert frozen_prefix_depth(at.set_trainable(at.add_adapters(tiny_vit(), rank=2), "adapter_tune")) == 0
     assert frozen_prefix_depth(at.set_trainable(tiny_vit(), "full_finetune")) == 0
@@ -100,8 +111,9 @@ def test_peak_memory_is_each_runs_own_not_the_process_lifetime_peak(digits):
 def test_head_only_on_cached_features_matches_running_the_backbone(digits):
     """Caching is a speed-up only: the trained head and its accuracy are the same (up to float rounding)."""
     a, b = tiny_vit(), tiny_vit()
-    ra = at.fit(a, digits.train, digits.val, method="head_only", lr=1e-2, **TINY)
-    rb = at.fit(b, digits.train, digits.val, method="head_only", lr=1e-2, cache_head_features=False, **TINY)
+    ra = at.fit(a, digits.train, digits.val, method="head_only", recipe=RECIPE.replace(lr=1e-2), progress=False)
+    rb = at.fit(b, digits.train, digits.val, method="head_only", recipe=RECIPE.replace(lr=1e-2), progress=False,
+                speedups=at.Speedups(cache_head_features=False))
     torch.testing.assert_close(a.head.weight, b.head.weight, rtol=1e-4, atol=1e-5)
     assert ra.val_acc == pytest.approx(rb.val_acc, abs=0.02)
     assert all(torch.equal(p, q) for p, q in zip(a.blocks.parameters(), tiny_vit().blocks.parameters()))
@@ -124,7 +136,7 @@ def test_schedule_warms_up_then_decays_to_zero():
 
 def test_bad_fit_arguments(digits):
     with pytest.raises(ValueError, match="epochs"):
-        at.fit(tiny_vit(), digits.train, epochs=0)
+        at.Recipe(epochs=0)
     with pytest.raises(ValueError, match="add_adapters"):
         at.fit(tiny_vit(), digits.train, method="adapter_tune", **TINY)
     with pytest.raises(ValueError, match="choose one of"):
@@ -147,7 +159,7 @@ def test_fast_mode_follows_the_environment(monkeypatch):
 # ----------------------------------------------------------------------------- the fast paths give the plain results
 def test_gradient_checkpointing_trains_exactly_like_the_plain_step(digits):
     """Recomputing a block in the backward pass gives the same gradients: the same losses, to float rounding."""
-    runs = [at.fit(at.add_adapters(tiny_vit(), rank=4), digits.train, digits.val, grad_checkpointing=ck, **TINY)
+    runs = [at.fit(at.add_adapters(tiny_vit(), rank=4), digits.train, digits.val, **fast(grad_checkpointing=ck))
             for ck in (False, True)]
     assert torch.allclose(torch.tensor(runs[0].history["loss"]), torch.tensor(runs[1].history["loss"]), atol=1e-5)
     assert runs[0].val_acc == runs[1].val_acc
@@ -157,7 +169,7 @@ def test_checkpointing_with_a_cached_prefix_trains_like_the_plain_step(digits):
     runs = []
     for ck in (False, True):
         model = at.add_adapters(tiny_vit(), rank=4, blocks=at.last_k(2))
-        runs.append(at.fit(model, digits.train, cache_frozen_prefix=True, grad_checkpointing=ck, **TINY))
+        runs.append(at.fit(model, digits.train, **fast(cache_frozen_prefix=True, grad_checkpointing=ck)))
         assert model.grad_checkpointing is False  # restored after fit
     assert torch.allclose(torch.tensor(runs[0].history["loss"]), torch.tensor(runs[1].history["loss"]), atol=1e-5)
 
@@ -169,18 +181,14 @@ def test_adapter_hooks_compile_into_one_graph_and_checkpoints_keep_clean_keys(di
     explained = torch._dynamo.explain(model)(torch.randn(2, 3, 32, 32))
     assert explained.graph_count == 1 and explained.graph_break_count == 0
     plain = at.fit(at.add_adapters(tiny_vit(), rank=4), digits.train, **TINY)
-    compiled = at.fit(model, digits.train, compile="aot_eager", **TINY)  # the compile path without a C compiler
+    compiled = at.fit(model, digits.train, **fast(compile="aot_eager"))  # the compile path without a C compiler
     assert torch.allclose(torch.tensor(plain.history["loss"]), torch.tensor(compiled.history["loss"]), atol=1e-4)
     at.save_adapters(model, tmp_path / "a.safetensors")
-    from safetensors.torch import load_file
-
     keys = load_file(tmp_path / "a.safetensors").keys()
     assert keys and not any("_orig_mod" in k for k in keys) and all(k in model.state_dict() for k in keys)
 
 
 def test_augmentation_crops_and_flips_each_image_on_its_own(images):
-    from adaptertune_lite.data import RandomResizedCropFlip
-
     x = torch.arange(4 * 4, dtype=torch.float32).view(1, 1, 4, 4).repeat(8, 3, 1, 1)
     keep = RandomResizedCropFlip(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False)
     assert torch.allclose(keep(x), x, atol=1e-5)  # the whole image, unflipped: unchanged
@@ -195,25 +203,34 @@ def test_augmentation_crops_and_flips_each_image_on_its_own(images):
     assert torch.equal(crop.eval()(images), images)  # evaluation is never augmented
 
 
-def test_augment_applies_to_training_batches_only(digits):
-    """A fit with augmentation differs in training, and evaluation still sees the plain images."""
-    from adaptertune_lite.data import RandomResizedCropFlip
-
+def test_augment_applies_to_training_batches_only(digits, monkeypatch):
+    """A recipe that augments trains on changed images (every step), and evaluation still sees the plain ones."""
     seen = []
-    spy = lambda x: seen.append(x.shape) or RandomResizedCropFlip(scale=(0.5, 1.0), flip=False)(x)  # noqa: E731
+
+    def spy(name):
+        crop = RandomResizedCropFlip(scale=(0.5, 1.0), flip=False)
+        return None if name is None else (lambda x: seen.append(x.shape) or crop(x))
+
+    monkeypatch.setattr(at.train, "augmentation", spy)
     plain = at.fit(at.add_adapters(tiny_vit(), rank=4), digits.train, **TINY)
-    aug = at.fit(at.add_adapters(tiny_vit(), rank=4), digits.train, digits.val, augment=spy, **TINY)
+    aug = at.fit(at.add_adapters(tiny_vit(), rank=4), digits.train, digits.val, recipe=RECIPE.replace(augment="crop"),
+                 progress=False)
     assert len(seen) == aug.steps and aug.history["loss"] != plain.history["loss"]
+
+
+@pytest.mark.parametrize("method, blocks", [("head_only", "all"), ("adapter_tune", at.last_k(2))])
+def test_an_augmenting_recipe_trains_on_images_not_on_a_cache(digits, method, blocks):
+    """Augmented images change every epoch, so cached features or tokens would be stale: fit trains the whole
+    model on the augmented images instead (before, augmentation was applied to cached features and crashed)."""
+    model = at.add_adapters(tiny_vit(), rank=4, blocks=blocks) if method == "adapter_tune" else tiny_vit()
+    r = at.fit(model, digits.train, digits.val, method=method, recipe=RECIPE.replace(augment="crop"),
+               progress=False, speedups=at.Speedups(cache_head_features=True, cache_frozen_prefix=True))
+    assert r.val_acc is not None and len(r.history["loss"]) == r.steps
 
 
 def test_file_backed_data_is_decoded_once_and_trains_identically(tmp_path):
     """A torchvision dataset (FakeData: PIL images, offline) decoded into uint8 memory once gives the same
     batches, so the same training run, as decoding every image every epoch."""
-    import numpy as np
-    from torchvision.datasets import FakeData
-
-    from adaptertune_lite.data import FileImageDataset, decode_all, transform_for
-
     model = tiny_vit()
     base = FakeData(size=96, image_size=(3, 40, 40), num_classes=10, random_offset=0)
     labels = np.array([int(base[i][1]) for i in range(96)])
@@ -221,5 +238,5 @@ def test_file_backed_data_is_decoded_once_and_trains_identically(tmp_path):
     memory = decode_all(split, num_workers=0, progress=False)
     assert memory.images.dtype == torch.uint8 and memory.images.shape == (96, 3, 32, 32)
     assert torch.equal(memory.images[5], split[5][0]) and memory.labels.tolist() == labels.tolist()
-    runs = [at.fit(tiny_vit(), split, method="full_finetune", preload=p, **TINY) for p in (False, True)]
+    runs = [at.fit(tiny_vit(), split, method="full_finetune", **fast(preload=p)) for p in (False, True)]
     assert runs[0].history["loss"] == runs[1].history["loss"]

@@ -11,12 +11,12 @@ import adaptertune_lite as at  # noqa: E402
 from adaptertune_lite import widgets  # noqa: E402
 
 pytest.importorskip("ipywidgets")
-TINY = at.RunConfig(dataset="digits", n_train=40, epochs=1, batch_size=20)
+TINY = at.RunConfig(dataset="digits", n_train=40).replace(epochs=1, batch_size=20)
 
 
 def test_the_static_elbow_figure_has_the_fit_and_the_elbow(tmp_path):
-    results = widgets.run_elbow(TINY, [1, 2, 4], [0], tmp_path, progress=False)
-    fig = widgets.elbow_figure(results, title="tiny")
+    results = at.experiments.run_elbow(TINY, [1, 2, 4], [0], tmp_path, progress=False)
+    fig = at.plots.elbow_figure(results, title="tiny")
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any(label.startswith("fit:") for label in labels) and any(label.startswith("elbow r=") for label in labels)
     assert fig.axes[0].get_xlabel().startswith("adapter rank")
@@ -37,7 +37,7 @@ def test_elbow_explorer_run_button_trains_the_chosen_grid_and_redraws(tmp_path):
 
 
 def test_lecture_demo_slider_redraws_and_run_live_adds_a_seed(tmp_path):
-    shipped = widgets.run_elbow(TINY, [1, 2, 4], [0], tmp_path / "shipped", progress=False)
+    shipped = at.experiments.run_elbow(TINY, [1, 2, 4], [0], tmp_path / "shipped", progress=False)
     demo = widgets.LectureDemo(shipped, TINY, tmp_path / "live", full_params=5_000_000)
     before = demo.figure
     demo.slider.value = 4
