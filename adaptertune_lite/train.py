@@ -184,14 +184,13 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None = None, *, method:
         recipe: Recipe | None = None, seed: int = 0, device: torch.device | str | None = None,
         speedups: Speedups | None = None, eval_each_epoch: bool = False, progress: bool = True,
         callbacks: Sequence[Callable[[dict], None]] = (), deterministic: bool = False) -> FitResult:
-    """Train ``model`` (for ``adapter_tune`` with adapters added) with ``method``: ``head_only``, ``adapter_tune``
-    or ``full_finetune``, by ``recipe`` (default: the official one), and return a :class:`FitResult`.
+    """Train ``model`` (for ``adapter_tune`` with adapters added) with ``method`` (``head_only``, ``adapter_tune``,
+    ``full_finetune``) by ``recipe`` (default: the official one); returns a :class:`FitResult`.
 
-    ``train``/``val``: datasets of ``(uint8 image, label)`` carrying the batch ``transform`` their backbone
-    expects. ``seed`` fixes initialisation order, shuffling and dropout (the same seed repeats exactly on a
-    CPU). ``callbacks`` are called after every step with ``{"step", "epoch", "loss", "lr"}`` (``loss`` a 0-dim
-    tensor on the device: ``.item()`` syncs, so plot every few steps). ``eval_each_epoch`` records validation
-    accuracy after every epoch.
+    ``train``/``val``: datasets of ``(uint8 image, label)`` carrying the ``transform`` their backbone expects.
+    ``seed`` fixes initialisation order, shuffling and dropout (the same seed repeats exactly on a CPU).
+    ``callbacks`` are called after every step with ``{"step", "epoch", "loss", "lr"}`` (``loss`` a 0-dim tensor
+    on the device: ``.item()`` syncs, so plot every few steps). ``eval_each_epoch`` also validates each epoch.
     """
     recipe, speed = recipe or Recipe(), speedups or Speedups()
     # 1. Set-up: the device, the seed, which parameters train.
@@ -228,8 +227,7 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None = None, *, method:
                 losses[step], logits = train_step(step_net, x, y, opt, sched, transform=transform, grad_clip=recipe.grad_clip,
                                                   label_smoothing=recipe.label_smoothing)
                 correct += (logits.argmax(-1) == y).sum()
-                for callback in callbacks:
-                    callback({"step": step, "epoch": epoch, "loss": losses[step], "lr": history["lr"][-1]})
+                _trigger(callbacks, {"step": step, "epoch": epoch, "loss": losses[step], "lr": history["lr"][-1]})
                 step += 1
                 bar.update()
             history["train_acc"].append(correct.item() / len(train))
@@ -241,6 +239,12 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None = None, *, method:
         val_acc = None if val is None else (history["val_acc"] or [evaluate(net, val, device=device)])[-1]
     return FitResult(method, recipe.epochs, total, history["train_acc"][-1], val_acc, *_counts(model),
                      time.perf_counter() - start, memory.mb, memory.kind, str(device), history)
+
+
+def _trigger(callbacks: Sequence[Callable[[dict], None]], event: dict) -> None:
+    """Call every callback with ``event`` (minGPT's ``trigger_callbacks``)."""
+    for callback in callbacks:
+        callback(event)
 
 
 def _counts(model: nn.Module) -> tuple[int, int]:

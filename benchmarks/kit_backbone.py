@@ -30,8 +30,9 @@ import torch
 from scipy.stats import spearmanr
 
 import adaptertune_lite as at
-from adaptertune_lite.experiments import RunConfig, fit_elbow, runs_root, sweep
-from adaptertune_lite.recipes import DEFAULT_TARGET, EASY_TARGETS, KIT_RECIPES, kit_n_train, kit_recipe
+from adaptertune_lite.elbow import fit_elbow
+from adaptertune_lite.experiments import RunConfig, runs_root, sweep
+from adaptertune_lite.recipes import DEFAULT_TARGET, EASY_TARGETS, KIT_RECIPES, Recipe, kit_n_train, kit_recipe
 from adaptertune_lite.storage import write_json
 
 SECOND_TARGET = "max_digit"  # the other target that needs adaptation
@@ -57,12 +58,11 @@ def pixel_logreg(dataset: str, n_train: int) -> dict:
 
 
 def config(backbone: str, dataset: str, method: str, seed: int, epochs: int, n_train: int | None, rank: int = 16,
-           k_shot: int | None = None, pretrained: bool = True, recipe: dict | None = None) -> RunConfig:
+           k_shot: int | None = None, pretrained: bool = True, recipe: Recipe | None = None) -> RunConfig:
     """The engine's config for one run of this benchmark (the kit recipe of ``method`` unless ``recipe`` is given)."""
-    recipe = recipe or KIT_RECIPES[method]
+    recipe = (recipe or KIT_RECIPES[method]).replace(epochs=epochs)
     return RunConfig(backbone=backbone, dataset=dataset, method=method, rank=rank, seed=seed, n_train=n_train,
-                     k_shot=k_shot, epochs=epochs, pretrained=pretrained, lr=recipe["lr"],
-                     weight_decay=recipe["weight_decay"], batch_size=recipe["batch_size"])
+                     k_shot=k_shot, pretrained=pretrained, recipe=recipe)
 
 
 def few_shot_epochs(k: int, batch_size: int, min_epochs: int, min_steps: int = FEW_SHOT_STEPS) -> int:
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
 
     # The default target again at the course's own full recipe (recipes.BUDGETS: the whole train split,
     # more epochs): the recipe notebooks 04-06 run outside FAST mode.
-    full_epochs = 1 if args.quick else kit_recipe("adapter_tune", DEFAULT_TARGET, fast=False)["epochs"]
+    full_epochs = 1 if args.quick else kit_recipe("adapter_tune", DEFAULT_TARGET, fast=False).epochs
     full_n = 64 if args.quick else kit_n_train(DEFAULT_TARGET, fast=False)
     at_full = dict(dataset=DEFAULT_TARGET, epochs=full_epochs, n_train=full_n)
     res_full = {method: accs(method=method, **at_full) for method in METHODS}
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     for ds in (DEFAULT_TARGET, "mnist5k"):
         for k in k_shots:
             few[ds, k] = {method: accs(dataset=ds, method=method, k_shot=k, n_train=None,
-                                       epochs=few_shot_epochs(k, KIT_RECIPES[method]["batch_size"], epochs, few_steps))
+                                       epochs=few_shot_epochs(k, KIT_RECIPES[method].batch_size, epochs, few_steps))
                           for method in METHODS}
 
     # Speed: the live 6-rank sweep on the default target as a lecturer runs it: FAST recipe, one seed,
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     sweep_n = 64 if args.quick else kit_n_train(DEFAULT_TARGET, fast=True)
     start = time.perf_counter()
     sweep_cache: dict = {}  # timed afresh: the engine runs each config without looking in any cache
-    sweep_val = [at.run(config(args.backbone, DEFAULT_TARGET, "adapter_tune", 0, fast["epochs"], sweep_n, rank=r,
+    sweep_val = [at.run(config(args.backbone, DEFAULT_TARGET, "adapter_tune", 0, fast.epochs, sweep_n, rank=r,
                                recipe=fast), sweep_cache, progress=False)["val_acc"] for r in sweep_ranks]
     sweep_s = time.perf_counter() - start
     sweep_rho = float(spearmanr(sweep_ranks, sweep_val)[0]) if len(set(sweep_val)) > 1 else 0.0
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
         return (a32 - a8) - 3 * (a64 - a32)
 
     def fitted(elbow: np.ndarray, label: str) -> str:
-        """A diagnostic, not a bar: the power law a - b r^-c fitted to every rank's mean (``experiments.fit_elbow``).
+        """A diagnostic, not a bar: the power law a - b r^-c fitted to every rank's mean (``elbow.fit_elbow``).
         On such a curve gain(8->32) >= 3 gain(32->64) exactly when c >= 0.382 (2^-c = (1 + sqrt 13) / 6)."""
         f = fit_elbow(ranks, elbow)
         margin = 100 * elbow_margins(f(8), f(32), f(64))
@@ -277,7 +277,7 @@ def main(argv=None) -> int:
         diff = 100 * (row["adapter_tune"] - row["full_finetune"])  # paired by seed: same images, same head init
         lines.append(f"| {ds} | {k} | " + " | ".join(f"{m(row[c]):.1f} ± {s(row[c]):.1f}" for c in METHODS)
                      + f" | {diff.mean():+.1f} ± {diff.std():.1f} |")
-    lines += ["", "## Live sweep", "", f"The lecture's live sweep on {DEFAULT_TARGET} (FAST recipe: {fast['epochs']} epochs, "
+    lines += ["", "## Live sweep", "", f"The lecture's live sweep on {DEFAULT_TARGET} (FAST recipe: {fast.epochs} epochs, "
               f"{sweep_n} images, seed 0, timed end to end), validation accuracy %: "
               + ", ".join(f"r={r}: {100 * v:.1f}" for r, v in zip(sweep_ranks, sweep_val)) + "."]
     lines += ["", f"## {DEFAULT_TARGET} at the course's full recipe", "",

@@ -11,10 +11,10 @@ machines have no internet); on a CPU, the kit backbone ``kit_vit_tiny`` at 32 px
    per-sample PIL transforms in a DataLoader, plain AdamW, ``loss.item()`` every step. Same model,
    batch, data and device; images/s in steady state (warm-up steps not timed).
 2. head-only, AdapterTune, LoRA (peft, on the attention and MLP linears) and full fine-tuning in one
-   harness (``train.optimizer_step``): counted FLOPs, images/s, step time, and the memory of one step split into
+   harness (``train.train_step``): counted FLOPs, images/s, step time, and the memory of one step split into
    weights / gradients / AdamW state / activations (``cost.memory_breakdown``: counted and measured
    exactly, the same on every device), with and without gradient checkpointing.
-3. head-only on cached features against a backbone pass every epoch (``fit(cache_head_features=...)``).
+3. head-only on cached features against a backbone pass every epoch (``Speedups(cache_head_features=...)``).
 4. adapters in the last 2 of 6 blocks with the frozen prefix cached once, against the whole backbone.
 5. achieved FLOP/s of an AdapterTune step (FLOPs counted by ``cost.step_flops``: forward
    and the backward pass that actually runs) over the measured matmul rate of the same device (MFU:
@@ -46,10 +46,10 @@ sys.path.insert(0, str(ROOT))
 
 import adaptertune_lite as at  # noqa: E402
 from adaptertune_lite import runtime  # noqa: E402
-from adaptertune_lite.data import transform_for  # noqa: E402
+from adaptertune_lite.transforms import transform_for  # noqa: E402
 from adaptertune_lite.recipes import DEFAULT_TARGET, KIT_RECIPES, OFFICIAL_RECIPE  # noqa: E402
 from adaptertune_lite.storage import write_json  # noqa: E402
-from adaptertune_lite.train import make_optimizer, optimizer_step  # noqa: E402
+from adaptertune_lite.train import make_optimizer, train_step  # noqa: E402
 
 RANK = 16
 LORA_TARGETS = r".*blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))"  # every attention and MLP linear, not the patch conv
@@ -157,19 +157,16 @@ def naive_loop(model, data, batch: int, device, warmup: int, workers: int) -> fl
 def fit_step_time(model, data, batch: int, device, warmup: int, compile: bool) -> float:
     steps = len(data) // batch
     clock = StepClock(device, warmup, steps - 1)
-    at.fit(model, data, method="adapter_tune", epochs=1, batch_size=batch, device=device, progress=False,
-           compile=compile, callbacks=[clock])  # the official recipe: fit's defaults
+    at.fit(model, data, method="adapter_tune", recipe=at.Recipe(epochs=1, batch_size=batch), device=device, progress=False,
+           speedups=at.Speedups(compile=compile), callbacks=[clock])  # the official recipe, one epoch
     return clock.per_step()
 
 
 # ----------------------------------------------------------------------------- 2. methods side by side
 def stepper(model, device):
-    """``step(x, y)``: one kit training step (``train.optimizer_step``) of ``model`` with its trainable flags as set."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, 1e-3, 0.05, device)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    return lambda x, y: optimizer_step(model, opt, sched, x, y, transform=lambda v: v, params=params, grad_clip=1.0,
-                                       label_smoothing=0.0, device=device)
+    """``step(x, y)``: one kit training step (``train.train_step``) of ``model`` with its trainable flags as set."""
+    opt = make_optimizer(model.parameters(), 1e-3, 0.05, device)
+    return lambda x, y: train_step(model, x, y, opt, grad_clip=1.0)
 
 
 def harness_step_time(model, x, y, device, steps: int, warmup: int, checkpointing: bool) -> float:
@@ -314,12 +311,13 @@ def main(argv=None) -> int:
         f"{verdict(r_ckpt, TARGETS['memory_adapter_ckpt'], higher=False, applies=issue_setting)}).", "")
 
     # 3. head-only on cached features vs a backbone pass every epoch (kit backbone, the course target)
-    epochs = 2 if args.quick else OFFICIAL_RECIPE["epochs"]
+    epochs = 2 if args.quick else OFFICIAL_RECIPE.epochs
     kit = at.load_dataset(DEFAULT_TARGET, at.load_backbone("kit_vit_tiny", 10), n_train=200 if args.quick else None)
     head = {}
     for cache in (True, False):
-        r = at.fit(build("kit_vit_tiny", 10, None), kit.train, kit.val, method="head_only", epochs=epochs,
-                   cache_head_features=cache, device=device, progress=False, **KIT_RECIPES["head_only"])
+        r = at.fit(build("kit_vit_tiny", 10, None), kit.train, kit.val, method="head_only",
+                   recipe=KIT_RECIPES["head_only"].replace(epochs=epochs), speedups=at.Speedups(cache_head_features=cache),
+                   device=device, progress=False)
         head[cache] = r
     head_ratio = head[False].wall_time_s / head[True].wall_time_s
     head_gap = 100 * abs(head[True].val_acc - head[False].val_acc)
@@ -335,14 +333,14 @@ def main(argv=None) -> int:
         f"{verdict(head_gap, TARGETS['cached_head_acc'], higher=False)}).", "")
 
     # 4. last-k prefix caching (kit backbone, adapters in the last 2 of 6 blocks), the target's full budget
-    epochs = 2 if args.quick else at.recipes.kit_recipe("adapter_tune", DEFAULT_TARGET, fast=False)["epochs"]
+    epochs = 2 if args.quick else at.recipes.kit_recipe("adapter_tune", DEFAULT_TARGET, fast=False).epochs
     prefix, steady = {}, {}
     for cache in (False, True):
         model = at.add_adapters(build("kit_vit_tiny", 10, None), rank=RANK, blocks=at.last_k(2))
         ends: dict[int, float] = {}  # epoch -> time of its last step
-        prefix[cache] = at.fit(model, kit.train, kit.val, epochs=epochs, cache_frozen_prefix=cache, device=device, progress=False,
-                               callbacks=[lambda i, ends=ends: ends.__setitem__(i["epoch"], time.perf_counter())],
-                               **KIT_RECIPES["adapter_tune"])
+        prefix[cache] = at.fit(model, kit.train, kit.val, recipe=KIT_RECIPES["adapter_tune"].replace(epochs=epochs),
+                               speedups=at.Speedups(cache_frozen_prefix=cache), device=device, progress=False,
+                               callbacks=[lambda i, ends=ends: ends.__setitem__(i["epoch"], time.perf_counter())])
         steady[cache] = (ends[epochs - 1] - ends[0]) / (epochs - 1)  # epochs 1.. (the one-time caching precedes epoch 0)
     whole = {c: r.wall_time_s / r.epochs for c, r in prefix.items()}
     prefix_ratio, whole_ratio = steady[False] / steady[True], whole[False] / whole[True]
@@ -382,7 +380,8 @@ def main(argv=None) -> int:
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
             try:
-                r = at.fit(model, train, method="adapter_tune", epochs=1, batch_size=batch, device=device, progress=False)
+                r = at.fit(model, train, method="adapter_tune", recipe=at.Recipe(epochs=1, batch_size=batch), device=device,
+                           progress=False)
             finally:
                 torch.cuda.set_sync_debug_mode(0)
         syncs = sum("synchroniz" in str(w.message) for w in caught)

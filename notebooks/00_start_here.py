@@ -72,10 +72,10 @@ print("device:", at.describe_device())
 
 # %%
 FAST = at.fast_mode()
-recipe = at.recipes.kit_recipe("adapter_tune", "mnist5k")  # lr, weight decay, batch size, epochs for this mode
+recipe = at.recipes.kit_recipe("adapter_tune", "mnist5k")  # a Recipe: lr, weight decay, epochs, ... for this mode
 print(f"FAST mode is {'on' if FAST else 'off'}; AdapterTune on mnist5k here: {recipe}, "
       f"{at.recipes.kit_n_train('mnist5k') or 'all'} training images")
-print("the official recipe (timm ViTs at 224 px, the paper):", at.recipes.OFFICIAL_RECIPE)
+print("the official recipe (timm ViTs at 224 px, the paper):", at.Recipe())
 
 # %% [markdown]
 # ## Offline by default

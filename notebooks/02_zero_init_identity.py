@@ -295,7 +295,7 @@ display(Markdown(f"Same `W_down` in every block for every init: **{same_down}**.
 # `‖A(h)‖ / ‖h‖`, averaged over tokens. At step 0 it is exactly 0 for every adapter.
 
 # %%
-recipe = at.recipes.kit_recipe("adapter_tune", "mnist5k")  # lr, weight decay, batch size, epochs (FAST or full)
+recipe = at.recipes.kit_recipe("adapter_tune", "mnist5k")  # a Recipe: lr, weight decay, batch size, epochs
 train_small = at.load_dataset("mnist5k", backbone, n_train=at.by_mode(640, None)).train  # 640 images: 10 steps/epoch
 model = at.add_adapters(copy.deepcopy(backbone), rank=RANK, init="zero")
 relative = {int(n.split(".")[1]): [] for n in at.adapters_of(model)}
@@ -319,7 +319,7 @@ def measure(event=None) -> None:
 
 
 measure()  # step 0
-result = at.fit(model, train_small, method="adapter_tune", callbacks=[measure], **recipe)
+result = at.fit(model, train_small, method="adapter_tune", recipe=recipe, callbacks=[measure])
 
 fig, ax = plt.subplots()
 for b, values in relative.items():

@@ -120,11 +120,11 @@ display(Markdown(
 # seed a callback of `fit` measures drift on a fixed probe batch at chosen steps.
 
 # %%
-recipe = kit_recipe("adapter_tune", "mnist5k")  # lr, weight decay, batch size, epochs (FAST or full budget)
+recipe = kit_recipe("adapter_tune", "mnist5k")  # a Recipe: lr, weight decay, batch size, epochs (FAST or full)
 backbone = at.load_backbone(BACKBONE, num_classes=10).eval()  # fresh 10-class head for digits
 digits = at.load_dataset("mnist5k", backbone, n_train=kit_n_train("mnist5k"))  # the recipe's training images
 probe_x = digits.val.transform(digits.val.images[:128])  # (128, 3, 32, 32): fixed probe batch
-steps_total = -(-len(digits.train) // recipe["batch_size"]) * recipe["epochs"]
+steps_total = -(-len(digits.train) // recipe.batch_size) * recipe.epochs
 MEASURE_AT = sorted({0, 1, 2, 5, 10, steps_total // 2, steps_total})  # optimiser steps at which drift is measured
 print(recipe, f"| {len(digits.train)} training images, {steps_total} steps per run")
 
@@ -153,8 +153,8 @@ for init, seed in tqdm([(i, s) for i in INITS for s in SEEDS], desc="runs (init 
     torch.manual_seed(seed)  # the same W_down for every init
     model = at.add_adapters(copy.deepcopy(backbone), rank=RANK, init=init)
     callbacks = [recorder(model, init)] if seed == SEEDS[0] else []
-    r = at.fit(model, digits.train, digits.val, method="adapter_tune", seed=seed, progress=False,
-               callbacks=callbacks, **recipe)
+    r = at.fit(model, digits.train, digits.val, method="adapter_tune", recipe=recipe, seed=seed, progress=False,
+               callbacks=callbacks)
     results.append({"init": init, "seed": seed, "val_acc": r.val_acc, "loss": r.history["loss"]})
 final = pd.DataFrame(results)
 backbone.cpu()

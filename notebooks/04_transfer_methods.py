@@ -103,7 +103,7 @@ display(Markdown("\n".join(lines)))
 
 # %%
 BATCH = 64  # images per step, as in the recipes
-x = at.data.transform_for(at.load_backbone("kit_vit_tiny", num_classes=10))(
+x = at.transforms.transform_for(at.load_backbone("kit_vit_tiny", num_classes=10))(
     at.load_dataset(DEFAULT_TARGET).train.images[:BATCH])  # (64, 3, 32, 32) normalised
 memory, flops = {}, {}
 for m in METHODS:
@@ -137,7 +137,7 @@ display(pd.DataFrame({"GFLOP per step": {m: f / 1e9 for m, f in flops.items()},
 # gradients and the optimiser state; it does not save the forward pass, the input gradients through
 # every block above the first adapter, or most activations. What *does* make training many times
 # faster is not running the frozen part at all: head-only on cached features, and placements in the last
-# blocks with the frozen prefix cached (`fit(cache_frozen_prefix=True)`, notebook 06).
+# blocks with the frozen prefix cached (`Speedups(cache_frozen_prefix=True)`, notebook 06).
 #
 # The kit's speed benchmark (`benchmarks/speed.py`) measures all of this side by side, in one run per
 # machine. Its figures, when this notebook runs from a clone of the repository:
@@ -241,7 +241,7 @@ if torch.cuda.is_available() and not at.fast_mode():
         vit = at.load_backbone("vit_small_patch16_224.augreg_in21k_ft_in1k", num_classes=100)
         cifar = at.load_dataset("cifar100", vit, n_train=10_000)  # a 10k-image subset: minutes on one GPU
         at.add_adapters(vit, rank=16)
-        result = at.fit(vit, cifar.train, cifar.val, method="adapter_tune", epochs=10)  # official lr, wd, schedule
+        result = at.fit(vit, cifar.train, cifar.val, method="adapter_tune", recipe=at.Recipe(epochs=10))  # official lr, wd
         print(result.summary(), "| test acc", at.evaluate(vit, cifar.test))
     except RuntimeError as err:  # offline: the kit's loaders say what to do
         print("Skipped the GPU section:", err)

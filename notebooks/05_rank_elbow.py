@@ -87,7 +87,7 @@ SEEDS = at.by_mode([0], [0, 1, 2])  # one seed in FAST mode; three for error bar
 OUT = at.experiments.runs_root() / "05_rank_elbow"  # results cache (one JSON per run)
 print(BASE)
 
-results = at.widgets.run_elbow(BASE, RANKS, SEEDS, OUT)
+results = at.experiments.run_elbow(BASE, RANKS, SEEDS, OUT)
 
 # %% [markdown]
 # The fitted curve is `acc(r) = a − b · r^(−c)`: it saturates at `a`, the accuracy a much larger
@@ -96,7 +96,7 @@ results = at.widgets.run_elbow(BASE, RANKS, SEEDS, OUT)
 # beyond the elbow buys less than a point.
 
 # %%
-fig = at.widgets.elbow_figure(results, title=f"{DEFAULT_TARGET}: {BASE.n_train} training images, {BASE.epochs} epochs")
+fig = at.plots.elbow_figure(results, title=f"{DEFAULT_TARGET}: {BASE.n_train} training images, {BASE.recipe.epochs} epochs")
 plt.show()
 
 ranks, acc = at.experiments.by_rank(results)
@@ -118,7 +118,7 @@ else:
 
 # %%
 SMALL = replace(BASE, n_train=BASE.n_train // 4 if BASE.n_train else 875)  # a quarter of the images
-small_results = at.widgets.run_elbow(SMALL, RANKS, SEEDS, OUT)
+small_results = at.experiments.run_elbow(SMALL, RANKS, SEEDS, OUT)
 
 fig, ax = plt.subplots(figsize=(7, 4.2))
 for res, n in ((results, BASE.n_train), (small_results, SMALL.n_train)):

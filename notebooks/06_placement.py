@@ -82,7 +82,7 @@ rows = pd.DataFrame([{"placement": r["config"]["placement"], "blocks": str(r["co
 table = rows.groupby(["placement", "blocks"], sort=False).mean().reset_index().sort_values("test accuracy %", ascending=False)
 display(table.style.format({"test accuracy %": "{:.1f}", "trainable parameters": "{:,.0f}", "seconds per run": "{:.1f}"})
         .hide(axis="index"))
-fig = at.widgets.placement_figure(results)
+fig = at.plots.placement_figure(results)
 plt.show()
 
 # %%
@@ -97,7 +97,7 @@ display(Markdown(f"Best here: **{best.placement} on {best.blocks} blocks**, {bes
 #
 # With adapters in the last two blocks only, blocks 0–3 never change during training: their output for
 # each image is the same every epoch. Nor does block 4's own output, because its adapter sits *after* it
-# (post-block). `fit(..., cache_frozen_prefix=True)` runs all of that once and trains on the cached tokens:
+# (post-block). `fit(..., speedups=Speedups(cache_frozen_prefix=True))` runs all of that once and trains on the cached tokens:
 # each step runs only adapter 4, block 5, adapter 5 and the head. On the kit backbone (no dropout) the
 # result is exactly the same; only the time changes.
 
@@ -107,15 +107,15 @@ for cache in (False, True):
     at.seed_everything(0)  # the same adapters and head for both runs
     model = at.add_adapters(at.load_backbone("kit_vit_tiny", num_classes=10), rank=16, blocks=at.last_k(2))
     data = at.load_dataset(DEFAULT_TARGET, model, n_train=BASE.n_train)
-    res = at.fit(model, data.train, data.val, method="adapter_tune", epochs=BASE.epochs, lr=BASE.lr,
-                 cache_frozen_prefix=cache)
+    res = at.fit(model, data.train, data.val, method="adapter_tune", recipe=BASE.recipe,
+                 speedups=at.Speedups(cache_frozen_prefix=cache))  # speed only: the same result either way
     timing["cached prefix" if cache else "whole backbone every step"] = {
         "seconds": res.wall_time_s, "validation accuracy %": 100 * res.val_acc, "final loss": res.history["loss"][-1]}
 timing = pd.DataFrame(timing).T
 display(timing.style.format({"seconds": "{:.2f}", "validation accuracy %": "{:.1f}", "final loss": "{:.4f}"}))
 speedup = timing.seconds.iloc[0] / timing.seconds.iloc[1]
 display(Markdown(f"**{speedup:.1f}× faster** with the same validation accuracy "
-                 f"({timing['validation accuracy %'].iloc[0]:.1f} % both ways), in {BASE.epochs} epochs including "
+                 f"({timing['validation accuracy %'].iloc[0]:.1f} % both ways), in {BASE.recipe.epochs} epochs including "
                  "the one-off pass that fills the cache."))
 
 # %% [markdown]

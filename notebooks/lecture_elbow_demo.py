@@ -35,10 +35,10 @@ at.plots.use_style()
 SHIPPED = at.experiments.SHIPPED / "lecture_elbow"  # results shipped with the kit
 prov = json.loads((SHIPPED / "provenance.json").read_text())
 results = at.experiments.load_results(SHIPPED, method="adapter_tune")
-base = at.RunConfig(**{**results[0]["config"], "seed": 0})  # the shipped recipe, for live runs
+base = at.RunConfig.from_dict({**results[0]["config"], "seed": 0})  # the shipped config and recipe, for live runs
 display(Markdown(f"`{prov['command']}`  \n{prov['runs']} runs on {prov['machine']}, {prov['date'][:10]}, "
                  f"adaptertune_lite {prov['versions']['adaptertune_lite']}, torch {prov['versions']['torch']}.  \n"
-                 f"Target **{base.dataset}**, {base.n_train} training images, {base.epochs} epochs, backbone {base.backbone}."))
+                 f"Target **{base.dataset}**, {base.n_train} training images, {base.recipe.epochs} epochs, backbone {base.backbone}."))
 
 # %% [markdown]
 # ## The elbow
@@ -50,7 +50,7 @@ display(Markdown(f"`{prov['command']}`  \n{prov['runs']} runs on {prov['machine'
 # %%
 full_params = at.count_parameters(at.load_backbone(base.backbone, num_classes=10)).total  # what full FT trains
 title = f"AdapterTune on {base.dataset}: accuracy vs rank"
-fig = at.widgets.lecture_figure(results, 16, full_params, title)  # the static version
+fig = at.plots.lecture_figure(results, 16, full_params, title)  # the static version
 
 # %%
 demo = at.widgets.LectureDemo(results, base, at.experiments.runs_root() / "lecture", full_params, title)

@@ -102,5 +102,5 @@ if not grading_mode():
     data = at.load_dataset(at.recipes.DEFAULT_TARGET, backbone, n_train=512)  # 512 images: seconds on a CPU
     for (placement, blocks), rank in choices.items():
         model = prepare_for_training(backbone, rank, placement, blocks)
-        result = at.fit(model, data.train, data.val, epochs=2, lr=5e-3, progress=False)  # 2 epochs, kit AdapterTune lr
+        result = at.fit(model, data.train, data.val, recipe=at.Recipe(epochs=2, lr=5e-3), progress=False)  # kit AdapterTune lr
         print(f"{placement:>10} on {blocks:<6} r={rank:<3} {result.summary()}")

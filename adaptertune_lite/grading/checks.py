@@ -17,6 +17,7 @@ from torch import nn
 
 from .. import adapters as ad
 from .. import drift, experiments, params, recipes
+from ..elbow import fit_elbow
 from .tasks import Checker, task
 
 
@@ -235,12 +236,12 @@ def _ex05_elbow(c: Checker, elbow_rank) -> None:
         mean = torch.tensor([a - b * rr ** (-k) for rr in ranks])
         return (mean[:, None] + 0.004 * c.randn(len(ranks), seeds)).clamp(0, 1)
     one = curve(1)[:, 0]
-    want = experiments.fit_elbow(ranks, one.numpy(), threshold=0.01).elbow
+    want = fit_elbow(ranks, one.numpy(), threshold=0.01).elbow
     c.part("one seed, threshold 1 point", 1, int(elbow_rank(ranks, one.tolist(), 0.01)) == want,
            f"expected r = {want}, got {elbow_rank(ranks, one.tolist(), 0.01)}: the smallest swept r with "
            "acc(largest r) - acc(r) < threshold.")
     three, threshold = curve(3), 0.02
-    want = experiments.fit_elbow(ranks, three.numpy(), threshold=threshold).elbow
+    want = fit_elbow(ranks, three.numpy(), threshold=threshold).elbow
     got = int(elbow_rank(ranks, three.tolist(), threshold))
     c.part("three seeds averaged, threshold 2 points", 1, got == want,
            f"expected r = {want}, got {got}: accuracies arrive as (n_ranks, n_seeds); average over seeds first.")

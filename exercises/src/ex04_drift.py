@@ -93,5 +93,5 @@ if not grading_mode():
     x = data.val.transform(data.val.images[:128])  # (128, 3, 32, 32) held-out images
     for init in ("zero", "random"):
         model = at.add_adapters(copy.deepcopy(backbone), rank=16, init=init)  # r=16: the paper's default
-        at.fit(model, data.train, epochs=1, lr=5e-3, progress=False)  # 1 epoch, the kit's AdapterTune lr
+        at.fit(model, data.train, recipe=at.Recipe(epochs=1, lr=5e-3), progress=False)  # 1 epoch, the kit's AdapterTune lr
         print(f"{init:>6} init, CLS CKA per block:", " ".join(f"{v:.3f}" for v in cls_cka_per_block(model, backbone, x)))
