@@ -11,13 +11,14 @@ LAB_ARGS ?=
 LAB_DIR  ?= .
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)  # Jupyter refuses root unless told
 
-.PHONY: lab test setup clean
+.PHONY: lab test setup clean lock
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# constraints.txt: the exact versions CI ran (a lock); pyproject.toml keeps the ranges for `pip install` elsewhere.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[lab,test]"
+	$(BIN)/python -m pip install --quiet --progress-bar off -c constraints.txt -e ".[lab,test]"
 	@touch $(STAMP)
 
 # my_work/ (git-ignored): the student's own copies of the exercises; made once, never overwritten.
@@ -26,7 +27,15 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=$(LAB_DIR) $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Refresh the lock: resolve pyproject's ranges in a fresh venv, then record exactly what was installed.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --progress-bar off -e ".[lab,test]"
+	{ sed -n '1,2p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable; } > constraints.tmp
+	mv constraints.tmp constraints.txt && rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -35,8 +35,8 @@ from .adapters import (
     PLACEMENTS,
     Adapter,
     AdapterConfig,
-    add_adapters,
     adapters_of,
+    add_adapters,
     every_k,
     first_k,
     last_k,
@@ -46,13 +46,13 @@ from .adapters import (
 )
 from .backbones import KIT_BACKBONES, extract_features, kit_provenance, load_backbone
 from .checkpoints import load_adapters, save_adapters
+from .cost import MemoryBreakdown, memory_breakdown, step_flops
 from .data import OFFLINE_DATASETS, ONLINE_DATASETS, DataSplits, load_dataset
 from .elbow import ElbowFit, fit_elbow
 from .experiments import RunConfig, grid, run, sweep
-from .recipes import Recipe
 from .params import METHODS, ParamCount, count_parameters, set_trainable
+from .recipes import Recipe
 from .runtime import by_mode, describe_device, fast_mode, get_device, seed_everything, versions
-from .cost import MemoryBreakdown, memory_breakdown, step_flops
 from .train import FitResult, Speedups, evaluate, fit, train_step
 
 __all__ = [
@@ -66,4 +66,4 @@ __all__ = [
     "ElbowFit", "RunConfig", "fit_elbow", "grid", "run", "sweep",
 ]
 
-from . import data, elbow, experiments, plots, recipes, shortcuts, targets, transforms, widgets  # noqa: E402  (namespaces: at.plots.use_style())
+from . import data, elbow, experiments, plots, recipes, shortcuts, targets, transforms, widgets  # noqa: E402, F401  (namespaces: at.plots.use_style())

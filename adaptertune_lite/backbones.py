@@ -15,8 +15,10 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import huggingface_hub.constants as hf_constants
 import timm
 import torch
+from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
@@ -108,8 +110,6 @@ def _load_kit(name: str, num_classes: int | None, pretrained: bool) -> VisionTra
     kit = KIT_BACKBONES[name]
     model = kit.build()
     if pretrained:
-        from safetensors.torch import load_file
-
         if not kit.weights_path.is_file():
             raise FileNotFoundError(_not_built(name))
         expected = kit_provenance(name).get("sha256")
@@ -174,8 +174,6 @@ def load_backbone(
     if hub_reachable():
         return timm.create_model(name, pretrained=True, **kwargs)
     # Offline: let timm look in the local Hugging Face cache only, so it fails at once instead of retrying.
-    import huggingface_hub.constants as hf_constants
-
     was = hf_constants.HF_HUB_OFFLINE
     hf_constants.HF_HUB_OFFLINE = True
     try:

@@ -12,9 +12,11 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
-from .adapters import SITES, add_adapters, adapters_of
+from .adapters import SITES, adapters_of, add_adapters
 from .backbones import backbone_signature, head_name
 from .storage import atomic_path
 
@@ -27,8 +29,6 @@ def save_adapters(model: nn.Module, path: str | os.PathLike) -> Path:
     The file is written to a temporary name and renamed, so an interrupted save never leaves a
     half-written checkpoint behind. Returns the path written.
     """
-    from safetensors.torch import save_file
-
     if not adapters_of(model):
         raise ValueError("The model has no adapters to save: call add_adapters(model, ...) first.")
     head = head_name(model)
@@ -51,8 +51,6 @@ def save_adapters(model: nn.Module, path: str | os.PathLike) -> Path:
 
 def read_adapter_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     """Read an adapter checkpoint: ``(tensors, metadata)``; a clear ``ValueError`` if it is not one."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No adapter file at {path}: save one with save_adapters(model, path).")

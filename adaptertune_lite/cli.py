@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 from . import backbones, data, experiments, params, plots, runtime, train
 from .grading import build, grader
 from .pretrain import PretrainConfig, pretrain
+from .recipes import DEFAULT_TARGET
 from .storage import write_json
 
 
@@ -78,7 +79,7 @@ def sweep_command(args) -> int:
     executor = None
     if args.executor == "slurm":
         try:
-            import submitit
+            import submitit  # noqa: PLC0415  (an optional extra: adaptertune_lite[cluster])
         except ImportError:
             print("--executor slurm needs submitit: pip install 'adaptertune_lite[cluster]'", file=sys.stderr)
             return 2
@@ -139,7 +140,7 @@ def figures_command(out: str, runs: str | None) -> int:
 def build_exercises_command(root: str, check: bool) -> int:
     """Write (or with ``check``, only verify) exercises/ and solutions/ from exercises/src/ under ``root``."""
     try:
-        import jupytext  # noqa: F401
+        import jupytext  # noqa: F401, PLC0415  (an optional extra: adaptertune_lite[lab])
     except ImportError:
         print("build-exercises needs jupytext: pip install 'adaptertune_lite[lab]' (make lab installs it).", file=sys.stderr)
         return 2
@@ -238,8 +239,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":
         return doctor()
     if args.command == "sweep":
-        from .recipes import DEFAULT_TARGET
-
         args.dataset = args.dataset or DEFAULT_TARGET
         args.argv = sys.argv[1:] if argv is None else list(argv)
         return sweep_command(args)

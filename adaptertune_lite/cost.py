@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .params import set_trainable
 from .meters import TensorMemory
+from .params import set_trainable
 from .runtime import autocast
 from .train import checkpointing
 

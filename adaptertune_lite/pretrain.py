@@ -16,14 +16,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .backbones import KIT_BACKBONES, WEIGHTS_DIR, sha256_of
-from .transforms import BatchTransform
 from .procedural import GENERATOR_VERSION, ProceduralImages
 from .runtime import describe_device, get_device, seed_everything
 from .storage import atomic_path, write_json
 from .train import make_optimizer, train_step, warmup_cosine
+from .transforms import BatchTransform
 
 
 @dataclass
@@ -59,8 +60,6 @@ def _accuracy(model, images, labels, normalise, batch: int = 512) -> float:
 def pretrain(cfg: PretrainConfig, out_dir: str | Path | None = None, device: str | None = None, progress: bool = True) -> dict:
     """Run the recipe and write ``<backbone>.safetensors`` and ``<backbone>.json`` to ``out_dir``
     (default: the package's weights folder, where ``load_backbone`` finds them). Returns the provenance."""
-    from safetensors.torch import save_file
-
     if cfg.backbone not in KIT_BACKBONES:
         raise ValueError(f"Unknown kit backbone {cfg.backbone!r}: choose one of {', '.join(KIT_BACKBONES)}.")
     kit = KIT_BACKBONES[cfg.backbone]

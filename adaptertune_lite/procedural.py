@@ -159,7 +159,8 @@ class ProceduralImages:
             params[..., :4] = params[..., :4] * jitter  # intra-class variation
             n = idx.shape[0]
             placement = torch.stack(
-                (_uniform(g, (n,), 0.65, 0.95, dev), _uniform(g, (n,), -0.06, 0.06, dev), _uniform(g, (n,), -0.06, 0.06, dev), torch.zeros(n, device=dev)),
+                (_uniform(g, (n,), 0.65, 0.95, dev), _uniform(g, (n,), -0.06, 0.06, dev), _uniform(g, (n,), -0.06, 0.06, dev),
+                 torch.zeros(n, device=dev)),
                 -1,
             )
             ink[is_fractal] = self._render_ifs(params, self.ifs_probs[idx], placement, g, S)

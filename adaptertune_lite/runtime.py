@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import os
 import platform
 import random
@@ -66,8 +67,6 @@ def by_mode(fast: T, full: T) -> T:
 
 def versions() -> dict[str, str]:
     """Versions of Python and the libraries the course depends on."""
-    import importlib.metadata as md
-
     out = {"python": platform.python_version()}
     for pkg in ("adaptertune_lite", "torch", "torchvision", "timm", "numpy", "ipywidgets", "matplotlib"):
         try:

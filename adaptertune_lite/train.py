@@ -142,15 +142,6 @@ def checkpointing(model: nn.Module, enabled: bool):
         model.set_grad_checkpointing(was)
 
 
-def make_optimizer(params, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not on biases, norms, tokens); fused on CUDA."""
-    params = [p for p in params if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, fused=device.type == "cuda")
-
-
 def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer, sched=None, *,
                transform: Callable | None = None, grad_clip: float | None = None,
                label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,9 +25,11 @@ import platform
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from scipy.stats import spearmanr
+from sklearn.linear_model import LogisticRegression
 
 import adaptertune_lite as at
 from adaptertune_lite.elbow import fit_elbow
@@ -48,8 +50,6 @@ BAR_N_TRAIN = 2000  # training images per dataset for the quality bars (digits: 
 def pixel_logreg(dataset: str, n_train: int) -> dict:
     """Reference point, not a method of the course: logistic regression on the raw grey pixels (at the dataset's
     own size) of the same training subset. A linear probe on a backbone's features is judged against it."""
-    from sklearn.linear_model import LogisticRegression
-
     data = at.load_dataset(dataset, n_train=n_train)  # the same subset the engine's runs use (seed 0)
     flat = lambda split: split.images[:, 0].flatten(1).float().numpy() / 255  # noqa: E731  (N, H*W): one grey channel
     start = time.perf_counter()
@@ -220,8 +220,6 @@ def main(argv=None) -> int:
     ]
 
     at.plots.use_style()
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (ds, acc) in zip(axes, elbows.items()):
         at.plots.plot_elbow(ranks, acc, ax=ax, references={

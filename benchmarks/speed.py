@@ -29,27 +29,27 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
 import platform
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import adaptertune_lite as at  # noqa: E402
 from adaptertune_lite import runtime  # noqa: E402
-from adaptertune_lite.transforms import transform_for  # noqa: E402
 from adaptertune_lite.recipes import DEFAULT_TARGET, KIT_RECIPES, OFFICIAL_RECIPE  # noqa: E402
 from adaptertune_lite.storage import write_json  # noqa: E402
 from adaptertune_lite.train import make_optimizer, train_step  # noqa: E402
+from adaptertune_lite.transforms import transform_for  # noqa: E402
 
 RANK = 16
 LORA_TARGETS = r".*blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))"  # every attention and MLP linear, not the patch conv
@@ -104,7 +104,7 @@ def prepared(model_name: str, method: str, num_classes: int, img: int | None) ->
     if method == "adapter_tune":
         at.add_adapters(model, rank=RANK)
     if method == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model  # noqa: PLC0415  (only for the LoRA row)
 
         model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=RANK, target_modules=LORA_TARGETS, modules_to_save=["head"]))
     else:
@@ -117,8 +117,6 @@ class PILImages(Dataset):
     """The official repository's way: each image a PIL image, transformed on its own in a worker."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, size: int, mean, std):
-        from torchvision import transforms as T
-
         self.images, self.labels = images, labels
         self.tf = T.Compose([T.Resize(size), T.Grayscale(3), T.ToTensor(), T.Normalize(mean, std)])
 
@@ -126,8 +124,6 @@ class PILImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
         return self.tf(Image.fromarray(self.images[i, 0].numpy())), int(self.labels[i])
 
 
@@ -272,7 +268,8 @@ def main(argv=None) -> int:
     say("## 1. `fit` against a naive training loop (AdapterTune r=16)", "",
         *table(["loop", "images/s", "step (ms)"], [
             ["naive: fp32, PIL transforms per sample, `.item()` every step", f"{batch / naive:.1f}", f"{1000 * naive:.1f}"],
-            [f"`fit`{' + torch.compile' if args.compile else ''}: batches on the device, {'bf16 autocast, fused AdamW, ' if gpu else ''}no per-step sync",
+            [f"`fit`{' + torch.compile' if args.compile else ''}: batches on the device, "
+             f"{'bf16 autocast, fused AdamW, ' if gpu else ''}no per-step sync",
              f"{batch / fast:.1f}", f"{1000 * fast:.1f}"]]),
         "", f"Ratio fit / naive: **{speedup:.2f}x** (target >= {TARGETS['fit_vs_naive']}x for ViT-B/16 on an H100: "
         f"{verdict(speedup, TARGETS['fit_vs_naive'], applies=issue_setting)}).", "")
@@ -293,7 +290,8 @@ def main(argv=None) -> int:
             peak = cuda_peak_mib(model, x, y, device, ckpt)
             mem[(method, ckpt)] = b
             results.setdefault("methods", []).append({"method": method, "checkpointing": ckpt, "trainable": trainable,
-                                                       "img_s": batch / t, "step_ms": 1000 * t, "gflop": flops / 1e9, "memory_mib": vars(b) | {"total": b.total},
+                                                       "img_s": batch / t, "step_ms": 1000 * t, "gflop": flops / 1e9,
+                                                       "memory_mib": vars(b) | {"total": b.total},
                                                        "cuda_peak_mib": peak})
             rows.append([method + (" + checkpointing" if ckpt else ""), f"{trainable:,}", f"{flops / 1e9:.2f}", f"{batch / t:.1f}", f"{1000 * t:.1f}",
                          f"{b.weights:.1f}", f"{b.gradients:.1f}", f"{b.optimizer:.1f}", f"{b.activations:.1f}",
@@ -352,7 +350,8 @@ def main(argv=None) -> int:
         f"{len(kit.train)} images, {epochs} epochs)", "",
         *table(["AdapterTune last_k(2)", "per epoch (s)", "whole run / epochs (s, caching and evaluation included)", "val accuracy (%)"], [
             ["whole backbone every step", f"{steady[False]:.2f}", f"{whole[False]:.2f}", f"{100 * prefix[False].val_acc:.2f}"],
-            ["blocks 0-3 and block 4 before its adapter cached once", f"{steady[True]:.2f}", f"{whole[True]:.2f}", f"{100 * prefix[True].val_acc:.2f}"]]), "",
+            ["blocks 0-3 and block 4 before its adapter cached once", f"{steady[True]:.2f}", f"{whole[True]:.2f}",
+             f"{100 * prefix[True].val_acc:.2f}"]]), "",
         f"Cached is **{prefix_ratio:.2f}x** faster per epoch (target >= {TARGETS['prefix_cache']}x: "
         f"{verdict(prefix_ratio, TARGETS['prefix_cache'])}), {whole_ratio:.2f}x over the whole run with the one-time "
         f"caching; accuracy {'identical' if same else 'DIFFERENT'}. Each cached step runs adapter 4, block 5, "

@@ -13,6 +13,8 @@ import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
+from adaptertune_lite.backbones import hub_reachable
+
 ROOT = Path(__file__).resolve().parents[1]
 
 if sys.version_info >= (3, 11):
@@ -34,8 +36,6 @@ def pyproject() -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _online() -> bool:
-    from adaptertune_lite.backbones import hub_reachable
-
     return hub_reachable()
 
 

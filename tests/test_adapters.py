@@ -1,14 +1,16 @@
 """Adapters: exact identity at zero init, the step-0 gradient story, counting, saving, bad input."""
 
 import copy
+import os
+import stat
 
 import pytest
 import timm
 import torch
-from helpers import tiny_vit
 from safetensors import safe_open
 
 import adaptertune_lite as at
+from helpers import tiny_vit
 
 BLOCK_SELECTIONS = ["all", [0, 2], at.every_k(2), at.first_k(1), at.last_k(2)]
 
@@ -297,9 +299,6 @@ def test_loading_adapters_of_another_scale_is_rejected(tmp_path):
 
 
 def test_saved_files_get_the_usual_permissions(tmp_path, vit):
-    import os
-    import stat
-
     path = at.save_adapters(at.add_adapters(vit, rank=2), tmp_path / "a.safetensors")
     umask = os.umask(0)
     os.umask(umask)

@@ -4,11 +4,12 @@ import time
 
 import pytest
 import torch
-from helpers import skip_if_online
+from safetensors.torch import save_file
 
 import adaptertune_lite as at
 from adaptertune_lite import backbones
 from adaptertune_lite.backbones import KitBackbone
+from helpers import skip_if_online
 
 
 def test_random_timm_vit_with_a_new_head():
@@ -26,8 +27,6 @@ def test_pretrained_timm_vit_fails_fast_offline_and_says_what_to_do():
 
 
 def test_local_weights_file_is_used_instead_of_the_hub(tmp_path):
-    from safetensors.torch import save_file
-
     source = at.load_backbone("deit_tiny_patch16_224", pretrained=False)
     save_file(source.state_dict(), tmp_path / "model.safetensors")
     model = at.load_backbone("deit_tiny_patch16_224", num_classes=1000, weights_file=tmp_path / "model.safetensors")
@@ -54,8 +53,6 @@ def test_kit_backbone_is_a_timm_vit_with_its_data_config():
 
 
 def test_damaged_kit_weights_are_refused(monkeypatch, tmp_path):
-    from safetensors.torch import save_file
-
     kit = KitBackbone(name="kit_vit_tiny", img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, pretrain_classes=4)
     monkeypatch.setitem(backbones.KIT_BACKBONES, "kit_vit_tiny", kit)
     monkeypatch.setattr(backbones, "WEIGHTS_DIR", tmp_path)

@@ -1,11 +1,11 @@
 """What a training step costs: memory split by what holds it (measured exactly), and counted FLOPs."""
 
 import torch
-from helpers import tiny_vit
 from torch.utils.flop_counter import FlopCounterMode
 
 import adaptertune_lite as at
 from adaptertune_lite.meters import TensorMemory
+from helpers import tiny_vit
 
 
 def test_memory_breakdown_counts_what_each_method_holds(images):

@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 import torch
-from helpers import skip_if_online, tiny_vit
 
 import adaptertune_lite as at
+from helpers import skip_if_online, tiny_vit
 
 
 def test_mnist5k_is_5000_real_digits_in_fixed_disjoint_splits():

@@ -4,10 +4,10 @@ import copy
 
 import pytest
 import torch
-from helpers import tiny_vit
 
 import adaptertune_lite as at
-from adaptertune_lite.drift import block_cka, linear_cka
+from adaptertune_lite.drift import block_cka, block_outputs, linear_cka
+from helpers import tiny_vit
 
 
 def test_linear_cka_basics():
@@ -30,8 +30,6 @@ def test_zero_init_has_no_drift_random_init_has(images):
 
 
 def test_cls_cka_compares_the_cls_token_only_and_the_mode_is_restored(images):
-    from adaptertune_lite.drift import block_outputs
-
     base = tiny_vit().train()
     rand = at.add_adapters(copy.deepcopy(base), rank=4, init="random", scale=4.0).train()
     every, cls = block_outputs(rand, images, "all"), block_outputs(rand, images, "cls")

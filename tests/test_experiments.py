@@ -13,6 +13,7 @@ import pytest
 
 import adaptertune_lite as at
 from adaptertune_lite import experiments
+from adaptertune_lite.cli import main
 from adaptertune_lite.recipes import BUDGETS, KIT_RECIPES, recipe_for
 from helpers import ROOT
 
@@ -186,8 +187,6 @@ def test_a_sweep_through_submitits_local_executor_writes_the_same_result_files(t
 
 
 def test_the_figures_command_exports_png_and_svg_from_cached_results(tmp_path):
-    from adaptertune_lite.cli import main
-
     runs = tmp_path / "runs"
     at.sweep(at.grid(TINY, rank=[1, 2, 4]), runs / "05_rank_elbow", progress=False)
     assert main(["figures", "--out", str(tmp_path / "fig"), "--runs", str(runs)]) == 0

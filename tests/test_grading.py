@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
 
 from adaptertune_lite.grading import build, check, grader, tasks_of
 from adaptertune_lite.grading.tasks import TASKS, run_task
+from helpers import ROOT
 
 EXERCISES = sorted(p.stem for p in (ROOT / "exercises").glob("ex*.ipynb"))
 

@@ -4,14 +4,17 @@ The notebooks assert their own claims (an identity is exact, a gradient is zero)
 stops being true fails here. This test also checks the committed .ipynb twins are in sync."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import pyproject
 from nbclient import NotebookClient
+
+from adaptertune_lite.grading import tasks_of
+from helpers import pyproject
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -44,7 +47,7 @@ def test_a_student_who_runs_and_saves_a_notebook_breaks_neither_its_source_nor_t
     """JupyterLab saves outputs into the .ipynb and jupytext rewrites the paired .py (here: `jupytext --sync`,
     which reads the same jupytext.toml). The .py must come back byte-for-byte, and the twin check must pass."""
     sys.path.insert(0, str(ROOT / "tools"))
-    import sync_notebooks
+    import sync_notebooks  # noqa: PLC0415  (tools/ is on the path only from here)
 
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "jupytext.toml").write_text((ROOT / "jupytext.toml").read_text())
@@ -84,8 +87,6 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     shown = _outputs(nb)
     if path.parent.name == "solutions":
-        from adaptertune_lite.grading import tasks_of
-
         EXPECTED[path.stem] = [f"PASS  {t.id}  {t.points:g}/{t.points:g} points" for t in tasks_of(path.stem.split("_")[0])]
     for text in EXPECTED.get(path.stem, []):
         assert text in shown, f"{path.name} did not show {text!r}"
@@ -93,8 +94,6 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
 
 
 def test_every_notebook_installs_and_opens_from_the_one_repository_url():
-    import re
-
     repo = pyproject()["project"]["urls"]["Repository"]
     path = repo.removeprefix("https://github.com/")
     for py in sorted(p for folder in ("notebooks", "exercises", "solutions") for p in (ROOT / folder).glob("*.py")):

@@ -4,6 +4,9 @@ import re
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
 from helpers import pyproject
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,9 +27,6 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
 
 def test_ranges_admit_colab_ipywidgets_and_python():
     project = pyproject()["project"]
-    from packaging.requirements import Requirement
-    from packaging.specifiers import SpecifierSet
-
     reqs = {_name(r): Requirement(r).specifier for r in project["dependencies"]}
     assert "7.7.1" in reqs["ipywidgets"] and "8.1.5" in reqs["ipywidgets"]
     assert "2.14.1" in reqs["torch"] and "1.0.15" in reqs["timm"]
@@ -50,3 +50,31 @@ def test_make_registers_no_kernel_per_user():
     in the Launcher). JupyterLab from .venv runs the notebooks on its own python3 kernel instead."""
     makefile = (ROOT / "Makefile").read_text()
     assert "kernelspec install" not in makefile and "ipykernel install" not in makefile
+
+
+def _lock() -> dict[str, str]:
+    """constraints.txt as {name: exact version}."""
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    return {_name(line): line.split("==", 1)[1] for line in lines if line and not line.startswith("#")}
+
+
+def test_the_lock_pins_every_dependency_inside_pyprojects_ranges():
+    """make lab / make test install from constraints.txt, so a fresh machine gets the versions CI ran; each pin
+    must be one the pyproject range admits (users outside make get the ranges)."""
+    project = pyproject()["project"]
+    lock = _lock()
+    reqs = [Requirement(r) for r in project["dependencies"] + [r for extra in ("lab", "test")
+                                                               for r in project["optional-dependencies"][extra]]]
+    for req in reqs:
+        if req.marker is not None and not req.marker.evaluate():
+            continue  # e.g. tomli on Python < 3.11
+        assert _name(req.name) in lock, f"{req.name} is not pinned: run `make lock`"
+        assert lock[_name(req.name)] in req.specifier, f"{req.name}=={lock[_name(req.name)]} is outside {req.specifier}"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-c constraints.txt" in makefile and "$(STAMP): pyproject.toml constraints.txt" in makefile
+
+
+def test_make_test_lints_before_it_tests():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert recipe.index("ruff check") < recipe.index("pytest")

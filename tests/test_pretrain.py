@@ -3,12 +3,15 @@
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from adaptertune_lite import kit_provenance
 from adaptertune_lite.backbones import KIT_BACKBONES, sha256_of
+from adaptertune_lite.pretrain import PretrainConfig, pretrain
 
 
 @pytest.mark.slow
@@ -28,17 +31,10 @@ def test_pretrain_cli_writes_weights_and_provenance(tmp_path):
 
 
 def test_shipping_a_head_of_the_wrong_size_is_refused():
-    from adaptertune_lite.pretrain import PretrainConfig, pretrain
-
     with pytest.raises(ValueError, match="--out"):
         pretrain(PretrainConfig(n_fractal=2, n_glyph=2, steps=1))
 
 
 def test_the_default_recipe_is_the_one_that_made_the_shipped_kit_vit_tiny():
-    from dataclasses import asdict
-
-    from adaptertune_lite import kit_provenance
-    from adaptertune_lite.pretrain import PretrainConfig
-
     # `adaptertune-lite pretrain` with no options rebuilds the shipped default backbone.
     assert asdict(PretrainConfig()) == kit_provenance("kit_vit_tiny")["recipe"]

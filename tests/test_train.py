@@ -1,21 +1,19 @@
 """Training: learns, repeats exactly with a seed, caches features for head-only, reports what it did."""
 
 import copy
-import inspect
 
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, tiny_vit
 from safetensors.torch import load_file
 from torchvision.datasets import FakeData
 
 import adaptertune_lite as at
-from adaptertune_lite import shortcuts, transforms
 from adaptertune_lite.data import FileImageDataset, decode_all
 from adaptertune_lite.shortcuts import Suffix, cache_prefix, frozen_body, frozen_prefix_depth
 from adaptertune_lite.train import warmup_cosine
 from adaptertune_lite.transforms import RandomResizedCropFlip, transform_for
+from helpers import tiny_vit
 
 RECIPE = at.Recipe(epochs=2, batch_size=64)  # the official recipe, 2 epochs: a tiny run
 TINY = dict(recipe=RECIPE, progress=False)

@@ -4,11 +4,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest  # noqa: E402
-from helpers import ROOT  # noqa: E402
 
 import adaptertune_lite as at  # noqa: E402
 from adaptertune_lite import widgets  # noqa: E402
+from helpers import ROOT  # noqa: E402
 
 pytest.importorskip("ipywidgets")
 TINY = at.RunConfig(dataset="digits", n_train=40).replace(epochs=1, batch_size=20)
@@ -72,10 +76,6 @@ def test_placement_explorer_runs_the_chosen_placement_and_circles_it(tmp_path):
 def test_the_widget_callbacks_also_work_under_ipywidgets_7_as_colab_ships_it():
     """Colab ships ipywidgets 7.7.1; this suite runs 8.x. Install 7.7.1 beside the environment (once, from the
     package index) and run the widget tests above again with it first on the path."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     target = Path(sys.prefix) / "ipywidgets-7.7.1"
     if not (target / "ipywidgets").is_dir():
         out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
