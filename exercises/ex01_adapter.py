@@ -26,6 +26,7 @@ if importlib.util.find_spec("adaptertune_lite") is None:  # Colab or a bare Pyth
 
 # %%
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import adaptertune_lite as at

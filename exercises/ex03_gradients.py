@@ -20,8 +20,10 @@ if importlib.util.find_spec("adaptertune_lite") is None:  # Colab or a bare Pyth
                     "git+https://github.com/adaptertune-lite/adaptertune_lite"], check=True)
 
 # %%
+import math
 
 import torch
+from torch import nn
 
 import adaptertune_lite as at
 from adaptertune_lite.grading import check

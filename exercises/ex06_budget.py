@@ -21,6 +21,7 @@ if importlib.util.find_spec("adaptertune_lite") is None:  # Colab or a bare Pyth
                     "git+https://github.com/adaptertune-lite/adaptertune_lite"], check=True)
 
 # %%
+import copy
 
 from torch import nn
 
