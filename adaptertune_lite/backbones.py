@@ -126,6 +126,13 @@ def _load_kit(name: str, num_classes: int | None, pretrained: bool) -> VisionTra
     return model
 
 
+def cached_models() -> list[str]:
+    """timm models whose weights are in the local Hugging Face cache (``models--timm--NAME``): they load offline.
+    On a cluster node without internet, fill the cache on a login node (``load_backbone(name)`` once there)."""
+    root = Path(hf_constants.HF_HUB_CACHE)
+    return sorted(p.name.split("--", 2)[2] for p in root.glob("models--timm--*")) if root.is_dir() else []
+
+
 def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
     """Whether a TCP connection to ``host`` opens within ``timeout`` seconds."""
     try:

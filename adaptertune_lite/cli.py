@@ -12,6 +12,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import huggingface_hub.constants as hf_constants
 import matplotlib
 import matplotlib.pyplot as plt
 
@@ -51,6 +52,8 @@ def doctor() -> int:
     root = data.data_root()
     present = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
     print(f"downloaded data in {root}: {', '.join(present) or 'none'}")
+    cached = backbones.cached_models()
+    print(f"timm weights in the Hugging Face cache ({hf_constants.HF_HUB_CACHE}): {', '.join(cached) or 'none'}")
     online = backbones.hub_reachable()
     print(f"online (huggingface.co reachable): {'yes' if online else 'no: use the kit backbone and offline datasets'}")
     if problems:

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 import adaptertune_lite
 
 from . import adapters, backbones, data, params, runtime, train
-from .recipes import DEFAULT_TARGET, RECIPE_FIELDS, Recipe, kit_n_train, kit_recipe, recipe_for
+from .recipes import DEFAULT_TARGET, RECIPE_FIELDS, Recipe, n_train_for, recipe_for
 from .storage import write_json
 from .train import Speedups
 
@@ -92,9 +92,10 @@ class RunConfig:
 
     @classmethod
     def from_recipe(cls, method: str = "adapter_tune", dataset: str = DEFAULT_TARGET, fast: bool | None = None, **changes) -> "RunConfig":
-        """A config with the kit recipe and training-set size for ``method`` on ``dataset`` (FAST or full
-        budget), then ``changes`` (recipe fields such as ``epochs`` or ``lr`` included)."""
-        base = cls(method=method, dataset=dataset, n_train=kit_n_train(dataset, fast), recipe=kit_recipe(method, dataset, fast))
+        """A config with the recipe and training-set size for ``method`` on ``dataset`` (the kit's FAST or full
+        budget on a kit dataset; the official recipe on a torchvision dataset), then ``changes`` (recipe fields
+        such as ``epochs`` or ``lr`` included)."""
+        base = cls(method=method, dataset=dataset, n_train=n_train_for(dataset, fast), recipe=recipe_for(method, dataset, fast))
         return base.replace(**changes)
 
     def replace(self, **changes) -> "RunConfig":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata as md
 import os
 import platform
 import random
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -106,6 +108,37 @@ def describe_device(device: torch.device | None = None) -> str:
     return f"{device.type}: {torch.get_num_threads()} threads"
 
 
+@dataclass(frozen=True)
+class Precision:
+    """How a device trains: the autocast compute dtype (``float32``: no autocast), whether the loss needs a
+    gradient scaler (fp16's narrow range underflows small gradients), and why."""
+
+    dtype: torch.dtype
+    scaler: bool
+    reason: str
+
+
+@functools.lru_cache(maxsize=None)
+def precision(device: torch.device) -> Precision:
+    """The kit's mixed-precision policy for ``device``, with the reason:
+
+    * CUDA with bf16 tensor cores (compute capability >= 8.0: A100, H100, H200, RTX 30xx/40xx, L4):
+      bf16 autocast, no scaler (bf16 has fp32's exponent range).
+    * other CUDA GPUs (T4, V100: compute capability 7.x): fp16 autocast with a ``GradScaler``; bf16 would
+      run without tensor cores there.
+    * CPU (and MPS): fp32.
+    """
+    if device.type != "cuda":
+        return Precision(torch.float32, False, f"{device.type}: fp32")
+    major, minor = torch.cuda.get_device_capability(device)
+    name = torch.cuda.get_device_name(device)
+    if major >= 8:
+        return Precision(torch.bfloat16, False, f"{name} (compute capability {major}.{minor}) has bf16 tensor cores: bf16 autocast")
+    return Precision(torch.float16, True, f"{name} (compute capability {major}.{minor}) has no bf16 tensor cores: "
+                                          "fp16 autocast with a gradient scaler")
+
+
 def autocast(device: torch.device):
-    """The kit's mixed precision: bf16 autocast on CUDA; plain fp32 elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    """Autocast to the compute dtype :func:`precision` chooses for ``device`` (none on a CPU)."""
+    dtype = precision(device).dtype
+    return torch.autocast("cuda" if device.type == "cuda" else "cpu", dtype=dtype, enabled=dtype != torch.float32)

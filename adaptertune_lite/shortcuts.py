@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.utils.checkpoint
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
@@ -103,10 +102,7 @@ class Suffix(nn.Module):
         if self.body:
             tokens = residual_hook(blocks.pop(0), (), tokens)  # the adapter, as its hook applies it
         for block in blocks:
-            if getattr(self.model, "grad_checkpointing", False) and torch.is_grad_enabled():
-                tokens = torch.utils.checkpoint.checkpoint(block, tokens, use_reentrant=False)  # as timm does
-            else:
-                tokens = block(tokens)
+            tokens = block(tokens)  # checkpointed when fit's checkpointing is on (train.checkpointing)
         return self.model.forward_head(self.model.norm(tokens))
 
 

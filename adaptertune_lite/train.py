@@ -3,8 +3,9 @@
 ``fit`` reads three things: *what* trains (``method``), *how* (a :class:`~adaptertune_lite.recipes.Recipe`:
 AdamW, linear warm-up then cosine decay to zero, gradient clipping; ``Recipe()`` is the official
 AdapterTune recipe) and *how fast* (:class:`Speedups`, which never change what is computed beyond
-float rounding). On a GPU it uses the kit's mixed precision and fused AdamW, and never syncs with
-the host inside the step loop: losses and correct counts stay on the device until the epoch ends.
+float rounding). On a GPU it uses the device's mixed precision (``runtime.precision``: bf16, or fp16 with a
+gradient scaler) and fused AdamW, and never syncs with the host inside the step loop (bf16): losses and
+correct counts stay on the device until the epoch ends.
 
 Train and eval mode, in one place: ``fit`` trains in train mode (as the official code does, so
 dropout and drop-path of a frozen backbone stay active if the model has any), while ``evaluate`` and
@@ -15,6 +16,7 @@ drop-path, so for them both modes compute the same function and the shortcuts ar
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +24,7 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
@@ -30,7 +33,7 @@ from .data import decode_all, iterate, should_preload, transform_of
 from .meters import PeakMemory
 from .params import count_parameters, set_trainable
 from .recipes import Recipe
-from .runtime import autocast, get_device, seed_everything, use_cpu_threads
+from .runtime import autocast, get_device, precision, seed_everything, use_cpu_threads
 from .shortcuts import shortcut
 from .transforms import augmentation
 
@@ -132,34 +135,53 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256, device: 
 
 @contextlib.contextmanager
 def checkpointing(model: nn.Module, enabled: bool):
-    """Gradient checkpointing of ``model``'s blocks on or off inside the block (timm's
-    ``set_grad_checkpointing``), and the model's own setting restored after it."""
-    was = getattr(model, "grad_checkpointing", False)
-    model.set_grad_checkpointing(enabled)
+    """Gradient checkpointing of each of ``model``'s blocks while inside: a block keeps only its input during the
+    forward pass and recomputes the rest in the backward pass. Always torch's non-reentrant kind, whatever timm is
+    set to: the reentrant kind (``timm.layers.set_reentrant_ckpt(True)``, the default of older timm 1.0.x) computes
+    no gradient for parameters of a block whose input needs none, so the adapters of a frozen backbone would
+    silently never train. A post-block adapter runs after its block's checkpoint (its hook is outside it)."""
+    blocks = list(model.blocks) if enabled else []
+    for block in blocks:  # an instance attribute shadows the class's forward; deleting it restores that
+        block.forward = functools.partial(_checkpointed, type(block).forward, block)
     try:
         yield model
     finally:
-        model.set_grad_checkpointing(was)
+        for block in blocks:
+            del block.forward
+
+
+def _checkpointed(forward: Callable, block: nn.Module, *args, **kwargs):
+    if not torch.is_grad_enabled():
+        return forward(block, *args, **kwargs)
+    return torch.utils.checkpoint.checkpoint(forward, block, *args, use_reentrant=False, **kwargs)
 
 
 def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer, sched=None, *,
-               transform: Callable | None = None, grad_clip: float | None = None,
-               label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+               transform: Callable | None = None, grad_clip: float | None = None, label_smoothing: float = 0.0,
+               scaler: torch.amp.GradScaler | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One training step, the only one in the kit (``fit`` and ``pretrain`` call it).
 
     ``x``: a batch as stored (e.g. uint8 ``(B, 3, H, W)``), ``transform`` makes it the model's input;
-    ``y``: ``(B,)`` labels. Forward (the kit's mixed precision on CUDA), cross-entropy, backward, gradient
-    clipping of the trainable parameters, optimiser step and (if given) schedule step. Returns
-    ``(loss, logits)``, the loss detached, on the device (no host sync).
+    ``y``: ``(B,)`` labels. Forward (the device's mixed precision, ``runtime.precision``), cross-entropy,
+    backward, gradient clipping of the trainable parameters, optimiser step and (if given) schedule step.
+    With fp16, ``scaler`` scales the loss so small gradients do not underflow, and unscales the gradients
+    before they are clipped. Returns ``(loss, logits)``, the loss detached, on the device (no host sync
+    without a scaler; a scaler checks for infinities once per step).
     """
     with autocast(x.device):
         logits = net(transform(x) if transform is not None else x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if scaler is None else scaler.scale(loss)).backward()
+    if scaler is not None:
+        scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
     if grad_clip:
         torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], grad_clip)
-    opt.step()
+    if scaler is None:
+        opt.step()
+    else:
+        scaler.step(opt)  # skips the step if a gradient overflowed
+        scaler.update()
     if sched is not None:
         sched.step()
     return loss.detach(), logits
@@ -176,13 +198,10 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None = None, *, method:
         speedups: Speedups | None = None, eval_each_epoch: bool = False, progress: bool = True,
         callbacks: Sequence[Callable[[dict], None]] = (), deterministic: bool = False) -> FitResult:
     """Train ``model`` (for ``adapter_tune`` with adapters added) with ``method`` (``head_only``, ``adapter_tune``,
-    ``full_finetune``) by ``recipe`` (default: the official one); returns a :class:`FitResult`.
-
-    ``train``/``val``: datasets of ``(uint8 image, label)`` carrying the ``transform`` their backbone expects.
-    ``seed`` fixes initialisation order, shuffling and dropout (the same seed repeats exactly on a CPU).
-    ``callbacks`` are called after every step with ``{"step", "epoch", "loss", "lr"}`` (``loss`` a 0-dim tensor
-    on the device: ``.item()`` syncs, so plot every few steps). ``eval_each_epoch`` also validates each epoch.
-    """
+    ``full_finetune``) by ``recipe`` (default ``Recipe()``); returns a :class:`FitResult`. ``train``/``val`` hold
+    ``(uint8 image, label)`` and the ``transform`` their backbone expects. ``seed`` fixes initialisation, shuffling
+    and dropout (repeats exactly on a CPU). ``callbacks`` get ``{"step", "epoch", "loss", "lr"}`` after every step
+    (``loss`` stays on the device: ``.item()`` syncs). ``eval_each_epoch`` also validates after every epoch."""
     recipe, speed = recipe or Recipe(), speedups or Speedups()
     # 1. Set-up: the device, the seed, which parameters train.
     device = device if isinstance(device, torch.device) else get_device(device)
@@ -206,6 +225,7 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None = None, *, method:
         steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
         total = recipe.epochs * steps_per_epoch
         opt = make_optimizer(net.parameters(), recipe.lr, recipe.weight_decay, device)
+        scaler = torch.amp.GradScaler(device.type) if precision(device).scaler else None  # fp16 only
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, max(round(recipe.warmup * steps_per_epoch), 1)))
         # 4. The loop: losses and correct counts stay on the device, one host sync per epoch.
         losses, history = torch.zeros(total, device=device), {"loss": [], "lr": [], "train_acc": [], "val_acc": []}
@@ -216,7 +236,7 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None = None, *, method:
             for x, y in iterate(train, recipe.batch_size, True, device, gen):
                 history["lr"].append(sched.get_last_lr()[0])  # the rate this step uses
                 losses[step], logits = train_step(step_net, x, y, opt, sched, transform=transform, grad_clip=recipe.grad_clip,
-                                                  label_smoothing=recipe.label_smoothing)
+                                                  label_smoothing=recipe.label_smoothing, scaler=scaler)
                 correct += (logits.argmax(-1) == y).sum()
                 _trigger(callbacks, {"step": step, "epoch": epoch, "loss": losses[step], "lr": history["lr"][-1]})
                 step += 1

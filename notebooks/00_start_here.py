@@ -75,7 +75,7 @@ FAST = at.fast_mode()
 recipe = at.recipes.kit_recipe("adapter_tune", "mnist5k")  # a Recipe: lr, weight decay, epochs, ... for this mode
 print(f"FAST mode is {'on' if FAST else 'off'}; AdapterTune on mnist5k here: {recipe}, "
       f"{at.recipes.kit_n_train('mnist5k') or 'all'} training images")
-print("the official recipe (timm ViTs at 224 px, the paper):", at.Recipe())
+print("the official recipe (timm ViTs at 224 px, the paper's code):", at.recipes.OFFICIAL_RECIPE)
 
 # %% [markdown]
 # ## Offline by default

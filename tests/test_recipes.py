@@ -5,7 +5,16 @@ import dataclasses
 import pytest
 
 import adaptertune_lite as at
-from adaptertune_lite.recipes import BUDGETS, DEFAULT_TARGET, KIT_RECIPES, OFFICIAL_RECIPE, kit_n_train, kit_recipe, recipe_for
+from adaptertune_lite.recipes import (
+    BUDGETS,
+    DEFAULT_TARGET,
+    KIT_RECIPES,
+    OFFICIAL_RECIPE,
+    TORCHVISION_RECIPES,
+    kit_n_train,
+    kit_recipe,
+    recipe_for,
+)
 
 
 def test_the_default_target_has_a_fast_and_a_full_budget():
@@ -32,7 +41,8 @@ def test_unknown_names_list_the_choices(call, words):
 def test_the_default_recipe_is_the_official_one_and_is_frozen():
     r = at.Recipe()
     assert (r.lr, r.weight_decay, r.epochs, r.batch_size, r.grad_clip, r.warmup) == (1e-3, 0.05, 50, 64, 1.0, 5.0)
-    assert r == OFFICIAL_RECIPE and hash(r) == hash(at.Recipe())  # hashable: part of a run's key
+    assert hash(r) == hash(at.Recipe())  # hashable: part of a run's key
+    assert OFFICIAL_RECIPE == r.replace(batch_size=128, augment="crop_flip")  # the official code's base.yaml + transform
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.lr = 1.0
     assert r.replace(epochs=10).warmup == 1.0 and r.replace(warmup_epochs=0.5).warmup == 0.5
@@ -47,4 +57,12 @@ def test_a_bad_recipe_says_what_to_use(bad, words):
 
 def test_recipe_for_gives_the_kit_recipe_on_kit_data_and_the_official_one_elsewhere():
     assert recipe_for("head_only", "mnist5k", fast=True) == kit_recipe("head_only", "mnist5k", fast=True)
-    assert recipe_for("adapter_tune", "cifar100") == OFFICIAL_RECIPE
+    assert recipe_for("adapter_tune", "cifar100") == OFFICIAL_RECIPE == recipe_for("full_finetune", "pets")
+    assert recipe_for("adapter_tune", "svhn").augment == "crop"  # digits are not flipped
+    assert set(TORCHVISION_RECIPES) == set(at.ONLINE_DATASETS)  # every torchvision set has one
+
+
+def test_a_config_for_a_torchvision_dataset_takes_the_official_recipe_and_all_images():
+    """The CLI's `sweep --backbone <timm ViT> --dataset cifar100` used to stop at 'No kit recipe'."""
+    c = at.RunConfig.from_recipe("adapter_tune", "cifar100", backbone="vit_small_patch16_224.augreg_in21k_ft_in1k")
+    assert c.recipe == OFFICIAL_RECIPE and c.n_train is None and c.backbone.startswith("vit_small")
