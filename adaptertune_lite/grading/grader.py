@@ -313,11 +313,15 @@ class Channel:
         rid = secrets.token_hex(8)
         left = self.deadline - time.monotonic()
         request = {"id": rid, "name": name, "probe": probe_name, "args": to_plain(list(args)), "timeout": max(left - 2, 0.1)}
+        watchdog = threading.Timer(max(left, 0.0), self.kill)  # a worker that never reads cannot block the judge
+        watchdog.start()
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             pass  # the process is gone: the pipe's end says why
+        finally:
+            watchdog.cancel()
         while True:
             try:
                 event = self._next(self.deadline)
