@@ -118,7 +118,7 @@ def to_plain(x: Any, depth: int = 0) -> Any:
             raise PlainDataError(f"a tensor of dtype {dtype}")
         if t.numel() > MAX_ELEMENTS:
             raise PlainDataError(f"a tensor of {t.numel():,} elements")
-        raw = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
         return {"__tensor__": {"dtype": dtype, "shape": list(t.shape), "data": base64.b64encode(raw).decode()}}
     if isinstance(x, numbers.Integral):
         return int(x)
