@@ -16,7 +16,7 @@ import pytest
 from helpers import ROOT
 
 from adaptertune_lite.grading import build, check, grader, tasks_of
-from adaptertune_lite.grading.tasks import TASKS, run_task
+from adaptertune_lite.grading.tasks import TASKS
 
 EXERCISES = sorted(p.stem for p in (ROOT / "exercises").glob("ex*.ipynb"))
 
@@ -124,13 +124,31 @@ def test_a_self_check_scores_in_parts_and_says_where_to_look(capsys):
     assert "expected A(h) == 0 exactly" in printed and "nn.init.zeros_" in printed
 
 
+def test_check_in_jupyter_shows_the_report_once_and_not_the_grade_repr():
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    shell = InteractiveShell.instance()
+    shell.user_ns.update(check=check, count=lambda d, r: 2 * d * r + r + d)
+    with capture_output() as shown:
+        shell.run_cell('check("ex01.param_count", count)', store_history=True)  # the last expression of a cell
+    assert shown.stdout.count("PASS  ex01.param_count  1/1 points") == 1
+    assert "Grade(" not in shown.stdout and not shown.outputs
+    with capture_output() as shown:
+        shell.run_cell('grade = check("ex01.param_count", count)\ngrade', store_history=True)
+    assert shown.stdout.count("PASS  ex01.param_count") == 1  # printed by check, not shown again
+    with capture_output() as shown:
+        shell.run_cell("grade", store_history=True)
+    assert shown.stdout.count("PASS  ex01.param_count") == 1  # shown on its own: the report, not the repr
+
+
 def test_pasted_values_cannot_pass_because_inputs_are_fresh_each_time():
     answers = {}
 
     def remembered(d, r):  # a student who pasted the answer for one (d, r) they saw
         return answers.setdefault((d, r), 2 * d * r + r + d) if not answers else next(iter(answers.values()))
 
-    results = {run_task(TASKS["ex01.param_count"], remembered).status for _ in range(3)}
+    results = {check("ex01.param_count", remembered).status for _ in range(3)}
     assert "fail" in results
 
 
