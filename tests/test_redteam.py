@@ -20,7 +20,13 @@ from helpers import ROOT
 from test_grading import _edit, _notebook, _with_cell, _write
 
 from adaptertune_lite.grading import grader
-from adaptertune_lite.grading.tasks import MAX_DEPTH, PlainDataError, from_plain, roundtrip, to_plain
+from adaptertune_lite.grading.tasks import (
+    MAX_DEPTH,
+    PlainDataError,
+    from_plain,
+    roundtrip,
+    to_plain,
+)
 
 TIMEOUT = 25  # seconds per submission
 LIMITS = grader.Limits(memory_mb=2048, max_procs=48, cpu_s=15)

@@ -44,8 +44,19 @@ from pathlib import Path
 from typing import Any
 
 from ..storage import atomic_path
-from .tasks import TASKS, Grade, GradeStop, PlainDataError, Student, StudentError, Task, from_plain, run_task, tasks_of, \
-    to_plain
+from .tasks import (
+    TASKS,
+    Grade,
+    GradeStop,
+    PlainDataError,
+    Student,
+    StudentError,
+    Task,
+    from_plain,
+    run_task,
+    tasks_of,
+    to_plain,
+)
 
 COLUMNS = ("student", "notebook", "task", "points", "max", "status", "reason", "sandbox", "file")
 GRACE_S = 15.0  # on top of --timeout: process start-up, imports, bubblewrap
@@ -165,7 +176,7 @@ def bubblewrap_status() -> tuple[bool, str]:
     if bwrap is None:
         return False, "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
     probe = subprocess.run([bwrap, "--ro-bind", "/", "/", "--dev", "/dev", *_namespaces(), "true"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         return False, f"bubblewrap cannot create a sandbox here: {probe.stderr.strip()[:200]}"
     return True, "bubblewrap"
