@@ -35,8 +35,9 @@ MARK = "987654"  # the argument of the process the lingering attack leaves behin
 # Forged report lines: the old grader's grade events, a fake "ready", answers with guessed ids, junk.
 FORGE = """import json, os, sys
 fd = int(sys.argv[sys.argv.index('--report-fd') + 1])
+POINTS = {'ex01.adapter': 4, 'ex01.param_count': 1, 'ex01.freeze': 2}
 lines = [json.dumps({'grade': {'task': t, 'points': p, 'max_points': p, 'status': 'pass', 'reason': 'forged',
-                               'parts': []}}) for t, p in (('ex01.adapter', 4), ('ex01.param_count', 1), ('ex01.freeze', 2))]
+                               'parts': []}}) for t, p in POINTS.items()]
 lines += [json.dumps({'ready': {'stopped': None}})]
 lines += [json.dumps({'id': i, 'ok': 7}) for i in range(50)] + [json.dumps({'id': '0' * 16, 'ok': 7})]
 lines += ['not json', '[1, 2]', '{"ok": ' + '[' * 100000 + ']' * 100000 + '}', 'x' * 3_000_000]
@@ -116,7 +117,8 @@ def attacked(tmp_path_factory):
              f"'/proc/{os.getpid()}/environ', {str(bait)!r}]:\n    try:\n        found.append(open(path).read()[:50])\n"
              "    except OSError as err:\n        found.append(type(err).__name__)\n"
              f"for path in [{str(bait)!r}, {str(subs / 'complete' / 'planted.txt')!r}]:\n    try:\n"
-             "        open(path, 'w').write('overwritten')\n    except OSError as err:\n        found.append(type(err).__name__)\n"
+             "        open(path, 'w').write('overwritten')\n"
+             "    except OSError as err:\n        found.append(type(err).__name__)\n"
              "others = [p for p in os.listdir('/proc') if p.isdigit()]\n"
              "raise RuntimeError('SNOOP ' + ' | '.join(found) + f' | {len(others)} processes')")
     _write(subs / "snooper" / ex03, _with_cell(sol03, snoop))
@@ -158,7 +160,8 @@ FULL = {"ex03.backprop": (3.0, "pass"), "ex03.init": (2.0, "pass")}
 @pytest.mark.slow
 def test_forged_report_lines_score_nothing_and_are_flagged_for_review(attacked):
     rows, _, feedback, _, _ = attacked
-    assert _by_student(rows, "forger") == {"ex01.adapter": (0.0, "not_implemented"), "ex01.param_count": (0.0, "not_implemented"),
+    assert _by_student(rows, "forger") == {"ex01.adapter": (0.0, "not_implemented"),
+                                           "ex01.param_count": (0.0, "not_implemented"),
                                            "ex01.freeze": (0.0, "not_implemented")}
     assert "line(s) the grader did not ask for" in (feedback / "forger.md").read_text()
 
@@ -175,7 +178,8 @@ def test_the_complete_solution_beside_the_attacks_gets_full_marks(attacked):
     rows, _, _, _, _ = attacked
     for student in ("complete", "a b", "evil name"):
         assert _by_student(rows, student) == FULL, student
-    assert _by_student(rows, "a_b") == {"ex03.backprop": (0.0, "not_implemented"), "ex03.init": (0.0, "not_implemented")}
+    assert _by_student(rows, "a_b") == {"ex03.backprop": (0.0, "not_implemented"),
+                                        "ex03.init": (0.0, "not_implemented")}
 
 
 @pytest.mark.slow
@@ -273,7 +277,8 @@ def _tensor(dtype="float32", shape=(2,), data=None):
 @pytest.mark.parametrize("bad", [
     _tensor(dtype="object"), _tensor(dtype="complex64"), _tensor(shape=(3,)), _tensor(data="!!not base64!!"),
     {"__tensor__": {"dtype": "float32", "shape": [2], "data": "", "extra": 1}}, {"__tensor__": [1, 2]},
-    {"__tensor__": 1, "other": 2}, _tensor(shape=(-1,)), {"__tensor__": {"dtype": "float32", "shape": [1.5], "data": ""}},
+    {"__tensor__": 1, "other": 2}, _tensor(shape=(-1,)),
+    {"__tensor__": {"dtype": "float32", "shape": [1.5], "data": ""}},
     b"bytes", {1, 2}, "x" * 200_000,
 ])
 def test_malformed_plain_data_is_refused(bad):

@@ -114,7 +114,8 @@ def _ex01_param_count(c: Checker, adapter_param_count) -> None:
     answers = [(d, r, adapter_param_count(d, r)) for d, r in cases]
     wrong = [(d, r, got) for d, r, got in answers if got != ad.num_adapter_params(d, r)]
     c.part("adapter_param_count(d, r) for random d, r", 1, not wrong,
-           "" if not wrong else f"for d={wrong[0][0]}, r={wrong[0][1]} expected {ad.num_adapter_params(*wrong[0][:2])}, "
+           "" if not wrong else f"for d={wrong[0][0]}, r={wrong[0][1]} expected "
+           f"{ad.num_adapter_params(*wrong[0][:2])}, "
            f"got {wrong[0][2]}: two weight matrices (d·r each) and two biases (r and d).")
 
 
@@ -146,7 +147,8 @@ def _ex01_freeze(c: Checker, freeze_for_adapter_tune) -> None:
     got = set(names)
     leaked = sorted(got - want)
     c.part("every backbone parameter frozen", 1, not leaked,
-           f"{len(leaked)} backbone tensors still train, e.g. {leaked[:2]}: set requires_grad=False on every parameter first.")
+           f"{len(leaked)} backbone tensors still train, e.g. {leaked[:2]}: set requires_grad=False on every "
+           "parameter first.")
     missed = sorted(want - got)
     c.part("adapters and head trainable", 1, not missed,
            f"{len(missed)} tensors should train but do not, e.g. {missed[:2]}: the head too "
@@ -192,7 +194,8 @@ def _ex02_post_mlp(c: Checker, add_post_mlp_adapter) -> None:
         want = x1 + block.ls2(m + adapter(m))
         plain = block(x)
     got = add_post_mlp_adapter.probe("ex02.post_mlp", d, r, seed, x)
-    their_plain, adapted, registered, their_keys, zeroed = _answer(got, "plain", "adapted", "registered", "keys", "zeroed")
+    fields = _answer(got, "plain", "adapted", "registered", "keys", "zeroed")
+    their_plain, adapted, registered, their_keys, zeroed = fields
     c.close("block output = x1 + MLP(LN(x1)) + A(MLP(LN(x1)))", 1, adapted, want, atol=1e-5,
             where="The adapter reads the MLP's output and adds to it, before the block's residual add: "
             "a forward hook on block.mlp that returns output + adapter(output).")
@@ -250,7 +253,8 @@ def _ex03_backprop(c: Checker, adapter_grads) -> None:
     want = dict(zip(("W_down", "b_down", "W_up", "b_up"), torch.autograd.grad(out, leaves, grad_outputs=g)))
     got = adapter_grads(W_down.clone(), b_down.clone(), W_up.clone(), b_up.clone(), h.clone(), g.clone())
     if not isinstance(got, dict):
-        raise TypeError(f"adapter_grads must return a dict with keys W_down, b_down, W_up, b_up, not {type(got).__name__}")
+        raise TypeError("adapter_grads must return a dict with keys W_down, b_down, W_up, b_up, "
+                        f"not {type(got).__name__}")
     where = {"W_up": "dL/dW_up = gᵀ·GELU(z), z = h·W_downᵀ + b_down.", "b_up": "dL/db_up sums g over the rows.",
              "W_down": "dL/dW_down = (g·W_up ⊙ GELU'(z))ᵀ·h; GELU'(z) = Φ(z) + z·φ(z).",
              "b_down": "dL/db_down sums g·W_up ⊙ GELU'(z) over the rows."}
@@ -323,9 +327,12 @@ def _ex04_cls_cka(c: Checker, cls_cka_per_block) -> None:
     got = cls_cka_per_block.probe("ex04.cls_cka", seed, x)
     if not isinstance(got, list):
         raise TypeError(f"malformed answer: expected a list, got a {type(got).__name__}")
-    c.part("one value per block", 0.5, len(got) == len(want), f"expected {len(want)} values (one per block), got {len(got)}.")
-    c.close("values: CKA of the CLS token (index 0) after each block", 1.5, got if len(got) == len(want) else [0.0] * len(want),
-            want, atol=1e-4, where="Hook each block's output (B, T, D), keep [:, 0] (the CLS token), compare with linear CKA.")
+    c.part("one value per block", 0.5, len(got) == len(want),
+           f"expected {len(want)} values (one per block), got {len(got)}.")
+    c.close("values: CKA of the CLS token (index 0) after each block", 1.5,
+            got if len(got) == len(want) else [0.0] * len(want),
+            want, atol=1e-4,
+            where="Hook each block's output (B, T, D), keep [:, 0] (the CLS token), compare with linear CKA.")
 
 
 @torch.no_grad()
@@ -346,7 +353,8 @@ def _ex05_elbow(c: Checker, elbow_rank) -> None:
     ranks = [1, 2, 4, 8, 16, 32, 64]
 
     def curve(seeds: int) -> torch.Tensor:
-        a, b, k = 0.85 + 0.1 * float(torch.rand(1, generator=c.generator)), 0.3, 0.3 + float(torch.rand(1, generator=c.generator))
+        a, b = 0.85 + 0.1 * float(torch.rand(1, generator=c.generator)), 0.3
+        k = 0.3 + float(torch.rand(1, generator=c.generator))
         mean = torch.tensor([a - b * rr ** (-k) for rr in ranks])
         return (mean[:, None] + 0.004 * c.randn(len(ranks), seeds)).clamp(0, 1)
     one = curve(1)[:, 0]
@@ -452,4 +460,5 @@ def _ex06_prepare(c: Checker, prepare_for_training) -> None:
            "after set_trainable(model, 'adapter_tune').")
     same = all(isinstance(t, torch.Tensor) and t.shape == logits.shape for t in (before, after)) and \
         bool(torch.equal(after, before)) and bool((before - logits).abs().max() <= 1e-5)
-    c.part("step 0: the same logits as the backbone", 1, same, "zero-initialised adapters must leave the logits unchanged.")
+    c.part("step 0: the same logits as the backbone", 1, same,
+           "zero-initialised adapters must leave the logits unchanged.")

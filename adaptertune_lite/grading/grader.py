@@ -312,7 +312,8 @@ class Channel:
         sig = -code if code < 0 else code - 128 if self.sandboxed and code > 128 else 0
         if sig == signal.SIGXCPU:
             return GradeStop("limit", f"the CPU time limit stopped it in code cell {self.last_cell()}")
-        return GradeStop("error", f"the process ended (exit code {code}) in code cell {self.last_cell()} before grading")
+        return GradeStop("error", f"the process ended (exit code {code}) in code cell {self.last_cell()} "
+                                 "before grading")
 
     def last_cell(self) -> int | None:
         return max((e["cell"] for e in self.events if "cell" in e), default=None)
@@ -323,7 +324,8 @@ class Channel:
             raise self.stop
         rid = secrets.token_hex(8)
         left = self.deadline - time.monotonic()
-        request = {"id": rid, "name": name, "probe": probe_name, "args": to_plain(list(args)), "timeout": max(left - 2, 0.1)}
+        request = {"id": rid, "name": name, "probe": probe_name, "args": to_plain(list(args)),
+                   "timeout": max(left - 2, 0.1)}
         watchdog = threading.Timer(max(left, 0.0), self.kill)  # a worker that never reads cannot block the judge
         watchdog.start()
         try:
@@ -450,10 +452,12 @@ def grade_submission(sub: Submission, timeout: float, sandboxed: bool, threads: 
             log.seek(max(0, log_size - 400))
             log_tail = (log.read().decode(errors="replace").strip().splitlines() or [""])[-1]
         if stop is not None and stop.status == "error" and not channel.killed and channel.last_cell() is None:
-            stop = GradeStop("error", f"the grading process failed to start (exit code {proc.returncode}): {log_tail[:200]}")
+            stop = GradeStop("error", f"the grading process failed to start (exit code {proc.returncode}): "
+                                         f"{log_tail[:200]}")
         for t in tasks:
             if t.id not in grades:
-                grades[t.id] = Grade(t.id, 0.0, t.points, stop.status if stop else "not_run", stop.reason if stop else "")
+                status, reason = (stop.status, stop.reason) if stop else ("not_run", "")
+                grades[t.id] = Grade(t.id, 0.0, t.points, status, reason)
         outcome = Outcome(sub, [grades[t.id] for t in tasks], sandbox, _cell_errors(channel.events))
         if log_size > 50_000_000:
             outcome.cell_errors.append(f"wrote {log_size:,} bytes of raw output")
@@ -597,7 +601,8 @@ def _feedback_names(students: list[str]) -> dict[str, str]:
 
 
 def grade(submissions: str | os.PathLike, out: str | os.PathLike, tests: str | os.PathLike | None = None,
-          timeout: float = 120.0, jobs: int | None = None, sandbox: str = "auto", feedback_dir: str | os.PathLike | None = None,
+          timeout: float = 120.0, jobs: int | None = None, sandbox: str = "auto",
+          feedback_dir: str | os.PathLike | None = None,
           progress: bool = True, limits: Limits | None = None) -> list[dict]:
     """Grade every submission; write the CSV ``out`` and ``feedback_dir/STUDENT.md``; return the rows.
 
@@ -649,7 +654,8 @@ def _grade(submissions, out, timeout: float, jobs: int | None, sandbox: str, fee
 
     with ThreadPoolExecutor(jobs) as pool:
         futures = {pool.submit(one, s): s for s in graded}
-        for f in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="submission", disable=not progress):
+        done = as_completed(futures)
+        for f in tqdm(done, total=len(futures), desc="grading", unit="submission", disable=not progress):
             outcomes.append(f.result())
     outcomes.sort(key=lambda o: (o.submission.student, o.submission.exercise or "", str(o.submission.path)))
     table = [r for o in outcomes for r in rows(o)]

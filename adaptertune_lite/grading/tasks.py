@@ -267,9 +267,11 @@ class Checker:
         except Exception as err:  # e.g. a string where a number belongs
             return self.part(what, points, False, f"expected a number or tensor, got {type(got).__name__}: {err}")
         if got_t.shape != want_t.shape:
-            return self.part(what, points, False, f"expected shape {tuple(want_t.shape)}, got {tuple(got_t.shape)}. {where}")
+            return self.part(what, points, False,
+                             f"expected shape {tuple(want_t.shape)}, got {tuple(got_t.shape)}. {where}")
         diff = float((got_t - want_t).abs().max()) if got_t.numel() else 0.0
-        shown = f"expected {float(want_t):.6g}, got {float(got_t):.6g}" if want_t.numel() == 1 else f"max |difference| {diff:.3g}"
+        one = f"expected {float(want_t):.6g}, got {float(got_t):.6g}" if want_t.numel() == 1 else ""
+        shown = one or f"max |difference| {diff:.3g}"
         return self.part(what, points, diff <= atol, f"{shown} (tolerance {atol:g}). {where}")
 
     def randn(self, *shape: int) -> torch.Tensor:

@@ -211,7 +211,8 @@ def main(argv=None) -> int:
         if error is not None:
             emit(cell_error={"cell": i, "error": _error(error)})
     if out.size > out.limit:
-        emit(cell_error={"cell": None, "error": f"the notebook printed {out.size:,} characters; the first {out.limit:,} were kept"})
+        kept = f"the notebook printed {out.size:,} characters; the first {out.limit:,} were kept"
+        emit(cell_error={"cell": None, "error": kept})
 
     # 2. Answer the judge's probes on what the notebook defined.
     emit(ready={"stopped": stopped})
