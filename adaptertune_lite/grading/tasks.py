@@ -90,7 +90,7 @@ TENSOR_DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.uint8, torch.bool)}
 MAX_DEPTH = 6  # nesting of lists and dicts
 MAX_ITEMS = 100_000  # entries of one list or dict
-MAX_ELEMENTS = 4_000_000  # elements of one tensor
+MAX_ELEMENTS = 1_000_000  # elements of one tensor
 MAX_TEXT = 100_000  # characters of one string
 
 

@@ -45,6 +45,7 @@ from .tasks import PROBES, PlainDataError, from_plain, to_plain
 
 OUTPUT_LIMIT = 1_000_000  # characters of student output kept; the rest is counted and dropped
 FILE_LIMIT = 50_000_000  # bytes: the largest file the submission may write
+ANSWER_LIMIT = 15_000_000  # characters of one answer line (the judge drops longer lines)
 MAIN_PID = os.getpid()
 _real_exit = os._exit  # kept before any student code can replace it
 
@@ -146,10 +147,13 @@ def kill_left_running() -> int:
     for task_dir in Path("/proc/self/task").glob("*"):
         with contextlib.suppress(OSError, ValueError):
             children |= {int(p) for p in (task_dir / "children").read_text().split()}
+    running = 0
     for pid in children:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, IndexError):
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
             os.kill(pid, signal.SIGKILL)
-    return len(children)
+            running += state != "Z"  # a zombie has already ended
+    return running
 
 
 def main(argv=None) -> int:
@@ -224,7 +228,12 @@ def main(argv=None) -> int:
             continue
         if not isinstance(request, dict) or request.get("end"):
             break
-        emit(**answer(request, namespace, probes))
+        reply = answer(request, namespace, probes)
+        line = json.dumps(reply)
+        if len(line) > ANSWER_LIMIT:
+            message = f"{request.get('name')} returned {len(line):,} characters of data: too large to compare"
+            line = json.dumps({"id": reply.get("id"), "raised": {"type": "ValueError", "message": message}})
+        report.write(line + "\n")
     left_running = kill_left_running()
     if left_running:
         emit(left_running=left_running)
