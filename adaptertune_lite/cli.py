@@ -167,8 +167,10 @@ def build_exercises_command(root: str, check: bool) -> int:
 def grade_command(args) -> int:
     """Grade every submission under ``args.submissions``; print a per-student total."""
     try:
+        limits = grader.Limits(memory_mb=args.memory_mb, max_procs=args.max_procs, cpu_s=args.cpu_s)
         table = grader.grade(args.submissions, args.out, tests=args.tests, timeout=args.timeout, jobs=args.jobs,
-                             sandbox=args.sandbox, feedback_dir=args.feedback, progress=sys.stderr.isatty())
+                             sandbox=args.sandbox, feedback_dir=args.feedback, progress=sys.stderr.isatty(),
+                             limits=limits)
     except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"grade: {err}", file=sys.stderr)
         return 2
@@ -231,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
                    help="auto: bubblewrap when installed; bwrap: require it; none: run unconfined")
     g.add_argument("--feedback", default=None, help="folder for STUDENT.md feedback (default: next to the CSV)")
+    g.add_argument("--memory-mb", type=int, default=4096, help="memory cap per submission in MB (default: 4096)")
+    g.add_argument("--max-procs", type=int, default=64,
+                   help="processes + threads per submission, in the sandbox (default: 64)")
+    g.add_argument("--cpu-s", type=int, default=None, help="CPU seconds per submission (default: timeout x threads + 10)")
     args = parser.parse_args(argv)
 
     if args.command == "build-exercises":

@@ -74,7 +74,9 @@ def main(argv=None) -> int:
         f"| 30 submissions (scaled) / target {TARGET_S:.0f} s | {scaled / TARGET_S:.2f} ({'PASS' if scaled <= TARGET_S else 'FAIL'}) |",
         "",
         "Each submission runs in its own fresh Python process (imports of torch and timm are most of",
-        "its time), under bubblewrap when installed; heavy experiment cells skip themselves in grading mode.",
+        "its time), under bubblewrap when installed, with the default caps (memory "
+        f"{grader.Limits().memory_mb} MB, {grader.Limits().max_procs} processes + threads, CPU time); the judge",
+        "runs every verdict in the grader's own process. Heavy experiment cells skip themselves in grading mode.",
     ]
     report = "\n".join(lines) + "\n"
     print(report)

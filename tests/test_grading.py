@@ -13,9 +13,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 
+import adaptertune_lite as at
+from adaptertune_lite import cli
 from adaptertune_lite.grading import build, check, grader, tasks_of
-from adaptertune_lite.grading.tasks import TASKS, run_task
+from adaptertune_lite.grading.tasks import TASKS
 from helpers import ROOT
 
 EXERCISES = sorted(p.stem for p in (ROOT / "exercises").glob("ex*.ipynb"))
@@ -66,8 +70,6 @@ def test_generated_exercises_and_solutions_are_up_to_date():
 
 
 def test_build_exercises_cli_writes_deterministically_and_reports_stale_files(tmp_path, capsys):
-    from adaptertune_lite import cli
-
     (tmp_path / "exercises" / "src").mkdir(parents=True)
     (tmp_path / "exercises" / "src" / "ex99_tiny.py").write_text(MASTER)
     build_cli = ["build-exercises", "--root", str(tmp_path)]
@@ -111,8 +113,6 @@ def test_every_exercise_has_2_to_4_graded_tasks_and_states_its_points():
 
 # ----------------------------------------------------------------------------- self-checks
 def test_a_self_check_scores_in_parts_and_says_where_to_look(capsys):
-    import adaptertune_lite as at
-
     class RandomUpAdapter(at.Adapter):  # right shape and forward, but W_up not zero: the classic slip
         def __init__(self, dim, rank):
             super().__init__(dim, rank, init="random")
@@ -124,13 +124,28 @@ def test_a_self_check_scores_in_parts_and_says_where_to_look(capsys):
     assert "expected A(h) == 0 exactly" in printed and "nn.init.zeros_" in printed
 
 
+def test_check_in_jupyter_shows_the_report_once_and_not_the_grade_repr():
+    shell = InteractiveShell.instance()
+    shell.user_ns.update(check=check, count=lambda d, r: 2 * d * r + r + d)
+    with capture_output() as shown:
+        shell.run_cell('check("ex01.param_count", count)', store_history=True)  # the last expression of a cell
+    assert shown.stdout.count("PASS  ex01.param_count  1/1 points") == 1
+    assert "Grade(" not in shown.stdout and not shown.outputs
+    with capture_output() as shown:
+        shell.run_cell('grade = check("ex01.param_count", count)\ngrade', store_history=True)
+    assert shown.stdout.count("PASS  ex01.param_count") == 1  # printed by check, not shown again
+    with capture_output() as shown:
+        shell.run_cell("grade", store_history=True)
+    assert shown.stdout.count("PASS  ex01.param_count") == 1  # shown on its own: the report, not the repr
+
+
 def test_pasted_values_cannot_pass_because_inputs_are_fresh_each_time():
     answers = {}
 
     def remembered(d, r):  # a student who pasted the answer for one (d, r) they saw
         return answers.setdefault((d, r), 2 * d * r + r + d) if not answers else next(iter(answers.values()))
 
-    results = {run_task(TASKS["ex01.param_count"], remembered).status for _ in range(3)}
+    results = {check("ex01.param_count", remembered).status for _ in range(3)}
     assert "fail" in results
 
 
@@ -330,8 +345,6 @@ def test_a_sandboxed_submission_can_neither_write_outside_its_folder_nor_read_hi
 
 @pytest.mark.slow
 def test_without_a_sandbox_the_csv_and_the_terminal_say_so(tmp_path, capfd):
-    from adaptertune_lite import cli
-
     _write(tmp_path / "subs" / "solo" / "ex05_rank_elbow.ipynb", _notebook(ROOT / "solutions" / "ex05_rank_elbow.ipynb"))
     assert cli.main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "g.csv"), "--sandbox", "none", "--timeout", "60"]) == 0
     out, err = capfd.readouterr()

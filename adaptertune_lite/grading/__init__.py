@@ -1,10 +1,10 @@
 """Graded exercises: inline self-checks, the exercise build, and the sandboxed batch grader.
 
-* ``tasks``   – what a graded task is, how it scores, ``check(...)`` for notebooks
-* ``checks``  – the course's tasks, one block per exercise notebook
+* ``tasks``   – what a graded task is, how it scores, probes and plain data, ``check(...)`` for notebooks
+* ``checks``  – the course's tasks (probes + verdicts), one block per exercise notebook
 * ``build``   – one master per exercise -> ``exercises/`` (stubs) and ``solutions/``
-* ``worker``  – runs one submission and grades what it defined (inside the sandbox)
-* ``grader``  – the batch grader behind ``adaptertune-lite grade``
+* ``worker``  – runs one submission and answers probes with plain data (inside the sandbox, capped)
+* ``grader``  – the judge behind ``adaptertune-lite grade``: runs every verdict, never student code
 """
 
 from . import checks  # noqa: F401  (registers the course's tasks in TASKS)
