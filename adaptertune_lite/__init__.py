@@ -11,8 +11,9 @@ Read it top to bottom, one module per concept:
 * ``targets``     – the composed offline targets that need adaptation (left_digit, max_digit)
 * ``data``        – offline and torchvision datasets, and batches of them on the device
 * ``adapters``    – the Adapter module; adding adapters to a timm ViT and removing them
+* ``lora``        – LoRA from scratch: a low-rank update inside a frozen linear layer, and merging it away
 * ``checkpoints`` – saving / loading adapters and head only (safetensors)
-* ``params``      – which parameters train (head_only / adapter_tune / full_finetune), counting them
+* ``params``      – which parameters train (head_only / adapter_tune / full_finetune / lora / bitfit), counting them
 * ``recipes``     – ``Recipe``: how a run trains; the kit's recipes, budgets and default target
 * ``shortcuts``   – training on cached features or a cached frozen prefix
 * ``train``       – ``fit``, ``train_step``, ``evaluate``, ``Speedups``
@@ -50,6 +51,7 @@ from .cost import MemoryBreakdown, memory_breakdown, step_flops
 from .data import OFFLINE_DATASETS, ONLINE_DATASETS, DataSplits, load_dataset
 from .elbow import ElbowFit, fit_elbow
 from .experiments import RunConfig, grid, run, sweep
+from .lora import SCALINGS, LoRALinear, add_lora, lora_layers, merge_lora
 from .params import METHODS, ParamCount, count_parameters, set_trainable
 from .recipes import Recipe
 from .runtime import by_mode, describe_device, fast_mode, get_device, seed_everything, versions
@@ -64,6 +66,7 @@ __all__ = [
     "by_mode", "describe_device", "fast_mode", "get_device", "seed_everything", "versions",
     "FitResult", "MemoryBreakdown", "Recipe", "Speedups", "evaluate", "fit", "memory_breakdown", "step_flops", "train_step",
     "ElbowFit", "RunConfig", "fit_elbow", "grid", "run", "sweep",
+    "SCALINGS", "LoRALinear", "add_lora", "lora_layers", "merge_lora",
 ]
 
-from . import data, elbow, experiments, plots, recipes, shortcuts, targets, transforms, widgets  # noqa: E402, F401  (namespaces: at.plots.use_style())
+from . import data, elbow, experiments, lora, plots, recipes, shortcuts, targets, transforms, widgets  # noqa: E402, F401  (namespaces: at.plots.use_style())

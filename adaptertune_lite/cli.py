@@ -78,6 +78,8 @@ def sweep_command(args) -> int:
     axes = {"seed": args.seeds}
     if args.method == "adapter_tune":
         axes |= {"rank": args.ranks, "placement": args.placements, "blocks": args.blocks}
+    if args.method == "lora":  # LoRA on every block's attention and MLP linears, s = 1 at each rank
+        axes |= {"rank": args.ranks}
     configs = experiments.grid(base, **axes)
     executor = None
     if args.executor == "slurm":
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("sweep", help="run a grid of experiments; finished runs are reused, so a killed sweep resumes")
     s.add_argument("--backbone", default="kit_vit_tiny")
     s.add_argument("--dataset", default=None, help="default: the course default target")
-    s.add_argument("--method", default="adapter_tune", choices=("head_only", "adapter_tune", "full_finetune"))
+    s.add_argument("--method", default="adapter_tune", choices=params.METHODS)
     s.add_argument("--ranks", type=_csv(int), default=[16], help="comma-separated, e.g. 1,2,4,8")
     s.add_argument("--placements", type=_csv(str), default=["post_block"], help="e.g. post_block,houlsby")
     s.add_argument("--blocks", type=_csv(str), default=["all"], help="e.g. all,last:2,every:2")

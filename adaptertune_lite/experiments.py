@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 import adaptertune_lite
 
-from . import adapters, backbones, data, params, runtime, train
+from . import adapters, backbones, data, lora, params, runtime, train
 from .recipes import DEFAULT_TARGET, RECIPE_FIELDS, Recipe, n_train_for, recipe_for
 from .storage import write_json
 from .train import Speedups
@@ -50,6 +50,9 @@ def _kit_version() -> str:
 # Recipe fields added after results were shipped, with the value every earlier run used: a run's key
 # names them only when they differ, so the shipped results keep their keys.
 LATER_RECIPE_FIELDS = {"warmup_epochs": None, "grad_clip": 1.0, "label_smoothing": 0.0, "augment": None}
+LATER_CONFIG_FIELDS = {"lora_alpha": None, "lora_scaling": "alpha/r"}  # the same for config fields
+# The config fields a method's key keeps beyond the common ones (the others cannot change its result).
+METHOD_FIELDS = {"adapter_tune": ("rank", "placement", "blocks", "init", "scale"), "lora": ("rank", "lora_alpha", "lora_scaling")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +62,11 @@ class RunConfig:
     Args:
         backbone: a kit backbone or timm ViT name (:func:`~adaptertune_lite.backbones.load_backbone`).
         dataset: a dataset name (:func:`~adaptertune_lite.data.load_dataset`).
-        method: ``head_only``, ``adapter_tune`` or ``full_finetune``.
+        method: one of :data:`~adaptertune_lite.params.METHODS` (``head_only``, ``adapter_tune``, ``full_finetune``,
+            ``lora``, ``bitfit``).
         rank, placement, blocks, init, scale: the adapters (``adapter_tune`` only; see ``add_adapters``).
+        rank, lora_alpha, lora_scaling: LoRA on every block's attention and MLP linears (``lora`` only; see
+            ``lora.add_lora``).
         seed: initialisation and shuffling; with ``k_shot`` also which images are drawn.
         n_train / k_shot: training images overall or per class (``None``: the whole train split).
         recipe: how it trains (:class:`~adaptertune_lite.recipes.Recipe`); ``None`` takes the recipe of
@@ -83,6 +89,8 @@ class RunConfig:
     k_shot: int | None = None
     recipe: Recipe | None = None
     pretrained: bool = True
+    lora_alpha: float | None = None
+    lora_scaling: str = "alpha/r"
 
     def __post_init__(self):
         if isinstance(self.blocks, list):  # lists are not hashable; keep the config frozen and hashable
@@ -109,7 +117,8 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """The config as JSON-ready data, the recipe's fields inline (as results store it)."""
-        d = {name: getattr(self, name) for name in CONFIG_FIELDS if name != "recipe"}
+        d = {name: getattr(self, name) for name in CONFIG_FIELDS
+             if name != "recipe" and (name not in LATER_CONFIG_FIELDS or getattr(self, name) != LATER_CONFIG_FIELDS[name])}
         d["blocks"] = list(self.blocks) if isinstance(self.blocks, tuple) else self.blocks
         d.update({k: v for k, v in self.recipe.to_dict().items() if k not in LATER_RECIPE_FIELDS or v != LATER_RECIPE_FIELDS[k]})
         return d
@@ -123,13 +132,12 @@ class RunConfig:
     def key(self) -> str:
         """16 hex digits naming this run: a hash of the config and the kit version.
 
-        Adapter settings do not enter the key of a run without adapters, so a head-only run is
-        computed once however many ranks a sweep lists.
+        Adapter and LoRA settings enter only the key of a method that uses them (:data:`METHOD_FIELDS`), so a
+        head-only run is computed once however many ranks a sweep lists.
         """
         d = self.to_dict()
-        if self.method != "adapter_tune":
-            for name in ("rank", "placement", "blocks", "init", "scale"):
-                d.pop(name)
+        for name in {n for fields in METHOD_FIELDS.values() for n in fields} - set(METHOD_FIELDS.get(self.method, ())):
+            d.pop(name, None)
         text = json.dumps({"config": d, "kit": _kit_version()}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -157,6 +165,8 @@ def run(config: RunConfig, data_cache: dict | None = None, progress: bool = True
     if config.method == "adapter_tune":
         adapters.add_adapters(model, rank=config.rank, placement=config.placement, blocks=config.blocks,
                               init=config.init, scale=config.scale)
+    if config.method == "lora":
+        lora.add_lora(model, rank=config.rank, alpha=config.lora_alpha, scaling=config.lora_scaling)
     result = train.fit(model, splits.train, splits.val, method=config.method, recipe=config.recipe, seed=config.seed,
                        device=device, speedups=speedups, progress=progress, callbacks=callbacks)
     counts = params.count_parameters(model)

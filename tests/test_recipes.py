@@ -32,7 +32,7 @@ def test_recipes_follow_fast_mode_when_not_told(monkeypatch):
     assert kit_n_train("mnist5k") is None
 
 
-@pytest.mark.parametrize("call, words", [(lambda: kit_recipe("lora"), "head_only"), (lambda: kit_n_train("cifar10"), "left_digit")])
+@pytest.mark.parametrize("call, words", [(lambda: kit_recipe("prompt_tuning"), "head_only"), (lambda: kit_n_train("cifar10"), "left_digit")])
 def test_unknown_names_list_the_choices(call, words):
     with pytest.raises(ValueError, match=words):
         call()

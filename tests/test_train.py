@@ -137,8 +137,10 @@ def test_bad_fit_arguments(digits):
         at.Recipe(epochs=0)
     with pytest.raises(ValueError, match="add_adapters"):
         at.fit(tiny_vit(), digits.train, method="adapter_tune", **TINY)
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(ValueError, match="add_lora"):
         at.fit(tiny_vit(), digits.train, method="lora", **TINY)
+    with pytest.raises(ValueError, match="choose one of"):
+        at.fit(tiny_vit(), digits.train, method="prompt_tuning", **TINY)
 
 
 def test_fast_mode_follows_the_environment(monkeypatch):
