@@ -97,11 +97,14 @@ KIT_RECIPES: dict[str, Recipe] = {
     "adapter_tune": Recipe(lr=5e-3),  # adapters + head
     "full_finetune": Recipe(lr=5e-4),  # every weight
     "lora": Recipe(lr=1e-2),  # LoRA updates + head
-    "bitfit": Recipe(lr=5e-2),  # biases + head
+    "bitfit": Recipe(lr=2e-2),  # biases + head
 }
 # LoRA and BitFit learning rates were chosen on *validation* accuracy (left_digit, FAST budget: 1000 images,
 # 6 epochs, seed 0): LoRA r=2 (s=1) 2e-3 / 5e-3 / 1e-2 / 2e-2 -> 83.6 / 90.2 / 91.4 / 90.4 %; BitFit
-# 2e-3 / 5e-3 / 1e-2 / 2e-2 / 5e-2 / 1e-1 -> 64.8 / 75.4 / 80.8 / 84.6 / 86.8 / 64.0 %.
+# 2e-3 / 5e-3 / 1e-2 / 2e-2 / 5e-2 / 1e-1 -> 64.8 / 75.4 / 80.8 / 84.6 / 86.8 / 64.0 %. BitFit's 5e-2 sits at the
+# edge of divergence: with 500 images (notebook 08's FAST budget) it reached 24 / 14 / 19 % on seeds 0-2, where 2e-2
+# reached 75 / 70 / 72 % (1e-2: 68 / 72 / 71 %), so the kit takes 2e-2, the best rate that trains on both budgets.
+# Notebook 08 chooses each method's rate again on validation at its own budget (0.5x, 1x, 2x these).
 # AdapterTune lr 5e-3 beat 2e-3 on kit_vit_tiny, mnist5k, seed 0: 92.6 vs 91.0 % test accuracy
 # (r=16, 2000 images, 4 epochs) and 93.7 vs 92.9 % (15 epochs).
 

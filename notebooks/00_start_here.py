@@ -26,9 +26,10 @@
 # | 04 transfer methods | head-only vs AdapterTune vs full fine-tuning: accuracy, parameters, time, memory | 20 min |
 # | 05 rank elbow | sweep the rank, fit the curve, find the elbow, explore with a widget | 20 min |
 # | 06 placement | five placements and four block choices; cache the frozen prefix | 20 min |
+# | 08 LoRA and merging | LoRA from scratch, merging, BitFit/AdapterTune/LoRA at equal budgets, task swapping | 30 min |
 # | lecture elbow demo | for presenting: the elbow from shipped results, one slider, a live run | 5 min |
 #
-# **Graded exercises** (`exercises/ex01_adapter` … `ex06_budget`, one per notebook 01–06, 2–4 tasks
+# **Graded exercises** (`exercises/ex01_adapter` … `ex07_lora_merge`, one per notebook 01–06 and 08, 2–4 tasks
 # each with their points): `make lab` copies them into `my_work/`, where your answers stay yours. Each
 # task ends in a `check(...)` cell that tests your code on fresh inputs and tells you what to fix.
 

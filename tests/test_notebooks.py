@@ -32,8 +32,13 @@ EXPECTED = {
     "04_transfer_methods": ["closes", "pretraining buys (points)", "Skipped the GPU section", "Memory per training step", "activations"],
     "05_rank_elbow": ["lbow", "Fitted elbow:", "% of full fine-tuning"],
     "06_placement": ["Best here:", "faster** with the same validation accuracy", "blocks.5.attn.adapter"],
+    "08_lora_and_merging": ["step 0, LoRA model == backbone, bitwise: True", "LoRA layers left after merging: 0",
+                            "same state_dict keys as the original backbone: True", "unexplained", "chosen lr", "95 % CI",
+                            "change at r = 64 over change at r = 1", "served", "bitwise the original: True", "energy of ΔW"],
     "lecture_elbow_demo": ["adaptertune-lite sweep", "21 runs on"],
 }
+# Text that must never appear: a claim the notebook checks and prints, found false.
+NEVER = {"08_lora_and_merging": ["DIFFERENT", "bitwise the original: False", "bitwise: False"]}
 
 
 def test_ipynb_twins_are_in_sync_with_their_sources():
@@ -90,6 +95,8 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
         EXPECTED[path.stem] = [f"PASS  {t.id}  {t.points:g}/{t.points:g} points" for t in tasks_of(path.stem.split("_")[0])]
     for text in EXPECTED.get(path.stem, []):
         assert text in shown, f"{path.name} did not show {text!r}"
+    for text in NEVER.get(path.stem, []):
+        assert text not in shown, f"{path.name} showed {text!r}"
     nbformat.write(nb, tmp_path / path.name)  # executed copy, for a human to look at when something fails
 
 

@@ -21,7 +21,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
 from .. import adapters as ad
-from .. import drift, experiments, params, recipes
+from .. import drift, experiments, lora, params, recipes, stats
 from ..elbow import fit_elbow
 from .tasks import RNG_LOCK, Checker, probe, task
 
@@ -463,3 +463,65 @@ def _ex06_prepare(c: Checker, prepare_for_training) -> None:
         bool(torch.equal(after, before)) and bool((before - logits).abs().max() <= 1e-5)
     c.part("step 0: the same logits as the backbone", 1, same,
            "zero-initialised adapters must leave the logits unchanged.")
+
+
+# ----------------------------------------------------------------------------- ex07: merging LoRA, reading a comparison
+def _lora_case(c: Checker) -> tuple:
+    """A random LoRA layer: ``W`` (out, in), ``b`` (out,), ``A`` (r, in), ``B`` (out, r), a scale, inputs ``x``."""
+    d_in, d_out, r = c.randint(6, 20), c.randint(6, 20), c.randint(1, 5)
+    scale = 0.5 + float(torch.rand(1, generator=c.generator)) * 3
+    return c.randn(d_out, d_in), c.randn(d_out), c.randn(r, d_in), c.randn(d_out, r), scale, c.randn(9, d_in)
+
+
+@task("ex07.merge", points=2, needs=("merged_weight",), title="The merged weight of a LoRA layer")
+def _ex07_merge(c: Checker, merged_weight) -> None:
+    W, b, A, B, scale, x = _lora_case(c)
+    layer = lora.LoRALinear(nn.Linear(W.shape[1], W.shape[0]), A.shape[0])
+    with torch.no_grad():
+        for p, v in ((layer.base.weight, W), (layer.base.bias, b), (layer.lora_A, A), (layer.lora_B, B)):
+            p.copy_(v)
+    layer.scale = scale
+    got = merged_weight(W.clone(), A.clone(), B.clone(), scale)
+    want = layer.base.weight.detach() + layer.delta_weight().detach()
+    c.close("W' = W + s·B·A on a random non-square layer", 1, got, want, atol=1e-4,
+            where="B (out, r) times A (r, in) gives (out, in); multiply by the scale s.")
+    with torch.no_grad():
+        same = torch.as_tensor(got).shape == W.shape and torch.allclose(x @ torch.as_tensor(got).T + b, layer(x), atol=1e-4)
+    c.part("the merged layer computes what the LoRA layer computes", 1, same,
+           "x W'ᵀ + b must equal x Wᵀ + b + s·(x Aᵀ) Bᵀ for every x: check the shape and the order of B and A.")
+
+
+@task("ex07.verify", points=2, needs=("merge_error",), title="A check that can fail")
+def _ex07_verify(c: Checker, merge_error) -> None:
+    W, b, A, B, scale, x = _lora_case(c)
+    unmerged = x @ W.T + b + scale * (x @ A.T) @ B.T
+    right = W + scale * B @ A
+    got_right = float(merge_error(right, W, b, A, B, scale, x))
+    c.part("about 0 for a right merge", 1, abs(got_right) <= 1e-4,
+           f"for a right merge expected ~0, got {got_right:.3g}: compare x W_mergedᵀ + b with the unmerged output.")
+    wrong = W + B @ A  # the scale forgotten
+    want = float((x @ wrong.T + b - unmerged).abs().max())
+    got_wrong = float(merge_error(wrong, W, b, A, B, scale, x))
+    c.close("the largest error of a wrong merge (the scale forgotten)", 1, got_wrong, want, atol=1e-3 * max(1.0, want),
+            where="the maximum absolute difference over every entry of the two (n, out) outputs.")
+
+
+@task("ex07.decide", points=2, needs=("decide",), title="Which method wins, from paired seeds")
+def _ex07_decide(c: Checker, decide) -> None:
+    answers = []  # (a, b, the kit's verdict, the student's)
+    for shift, noise, n in ((0.05, 0.005, 3), (-0.04, 0.004, 4), (0.0, 0.03, 3), (0.2, 0.01, 2)):
+        base = 0.8 + 0.05 * c.randn(n)  # seed effects, shared by both methods
+        a, b = (base + shift + noise * c.randn(n)).tolist(), (base + noise * c.randn(n)).tolist()
+        res = stats.paired_difference(a, b)
+        answers.append((a, b, ("a" if res.mean > 0 else "b") if res.detected else "no difference", decide(a, b)))
+
+    def hint(group: list) -> str:
+        wrong = [(a, b, want, got) for a, b, want, got in group if got != want]
+        if not wrong:
+            return ""
+        a, b, want, got = wrong[0]
+        return (f"for a={[round(v, 3) for v in a]}, b={[round(v, 3) for v in b]} expected {want!r}, got {got!r}: "
+                "paired differences, mean ± t(0.975, n−1)·sd/√n, a winner only if that excludes 0 and n ≥ 3.")
+    c.part("a clear difference over 3 and 4 seeds", 1, all(want == got for *_, want, got in answers[:2]), hint(answers[:2]))
+    c.part("noisy seeds, and only 2 seeds: the verdict the interval gives", 1,
+           all(want == got for *_, want, got in answers[2:]), hint(answers[2:]))

@@ -80,6 +80,8 @@ REFERENCES = {
     "ex03.init": {"Adapter", "add_adapters"}, "ex04.cka": {"linear_cka", "block_cka"},
     "ex04.cls_cka": {"linear_cka", "block_cka", "block_outputs"}, "ex05.elbow": {"fit_elbow"},
     "ex06.count": {"count_parameters", "add_adapters"}, "ex06.best_rank": {"count_parameters", "add_adapters"},
+    "ex07.merge": {"merge_lora", "delta_weight"}, "ex07.verify": {"merge_lora", "delta_weight"},
+    "ex07.decide": {"paired_difference"},
 }
 
 
