@@ -180,3 +180,14 @@ def test_a_lora_run_goes_through_the_engine_and_its_key_names_its_settings(tmp_p
     assert RunConfig.from_dict(result["config"]).key() == base.key()
     bitfit = at.run(RunConfig(method="bitfit", dataset="digits", n_train=64, recipe=at.Recipe(epochs=1)), progress=False)
     assert 0 < bitfit["fraction_of_full"] < 0.01
+
+
+def test_fit_with_lora_trains_B_and_A_and_leaves_the_frozen_weights_bitwise_alone():
+    model = at.add_lora(at.load_backbone("kit_vit_tiny", num_classes=10), rank=2)
+    data = at.load_dataset("digits", model, n_train=64)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n and not n.startswith("head.")}
+    A0 = model.blocks[0].attn.qkv.lora_A.detach().clone()
+    at.fit(model, data.train, method="lora", recipe=at.Recipe(epochs=1, lr=1e-2), progress=False)
+    layer = model.blocks[0].attn.qkv
+    assert layer.lora_B.abs().sum() > 0 and not torch.equal(layer.lora_A.detach(), A0)
+    assert all(torch.equal(p.detach(), frozen[n]) for n, p in model.named_parameters() if n in frozen)

@@ -34,7 +34,7 @@ EXPECTED = {
     "06_placement": ["Best here:", "faster** with the same validation accuracy", "blocks.5.attn.adapter"],
     "08_lora_and_merging": ["step 0, LoRA model == backbone, bitwise: True", "LoRA layers left after merging: 0",
                             "same state_dict keys as the original backbone: True", "unexplained", "chosen lr", "95 % CI",
-                            "change at r = 64 over change at r = 1", "served", "bitwise the original: True", "energy of ΔW"],
+                            "change at r = 64 over change at r = 1", "served", "bitwise the original: True", "90 % of ΔW's energy"],
     "lecture_elbow_demo": ["adaptertune-lite sweep", "21 runs on"],
 }
 # Text that must never appear: a claim the notebook checks and prints, found false.
