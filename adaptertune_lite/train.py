@@ -53,7 +53,9 @@ class Speedups:
         grad_checkpointing: keep only each block's input in the forward pass and recompute the rest in the
             backward pass: much less activation memory for about one extra forward pass of compute.
         compile: ``torch.compile`` the training forward (``True``, or a backend name such as ``"aot_eager"``).
-            The model itself is not replaced, so its checkpoint keys stay clean.
+            The model itself is not replaced, so its checkpoint keys stay clean. Only full batches run compiled (the
+            last, partial batch of an epoch runs eager), so a fit compiles one graph, and the next fit of a sweep on
+            the same architecture and batch shape reuses it.
     """
 
     cache_head_features: bool = True
@@ -235,7 +237,8 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None = None, *, method:
             correct = torch.zeros((), device=device, dtype=torch.long)
             for x, y in iterate(train, recipe.batch_size, True, device, gen):
                 history["lr"].append(sched.get_last_lr()[0])  # the rate this step uses
-                losses[step], logits = train_step(step_net, x, y, opt, sched, transform=transform, grad_clip=recipe.grad_clip,
+                losses[step], logits = train_step(step_net if len(y) == recipe.batch_size else net, x, y, opt, sched,  # one graph
+                                                  transform=transform, grad_clip=recipe.grad_clip,
                                                   label_smoothing=recipe.label_smoothing, scaler=scaler)
                 correct += (logits.argmax(-1) == y).sum()
                 _trigger(callbacks, {"step": step, "epoch": epoch, "loss": losses[step], "lr": history["lr"][-1]})

@@ -104,3 +104,28 @@ def test_preload_checks_host_memory_and_decodes_without_a_second_copy(monkeypatc
     assert not data.should_preload(split, cpu, None) and data.should_preload(split, cpu, True)
     decoded = data.decode_all(split, batch_size=4, num_workers=0, progress=False)
     assert decoded.images[:, 0, 0, 0].tolist() == list(range(10)) and decoded.labels.tolist() == [0, 1] * 5
+
+
+def test_compile_makes_one_graph_per_batch_shape_and_a_sweep_reuses_it():
+    """The last batch of an epoch is partial (65 = 64 + 1 here, a batch of 1 at that); it runs eager, so it
+    compiles no second graph, and a second fit of a fresh model of the same shape compiles nothing new. The
+    losses are those of the eager loop."""
+    import torch._dynamo  # noqa: PLC0415  (only this test counts compiled graphs)
+    from torch._dynamo.utils import counters  # noqa: PLC0415
+
+    torch._dynamo.reset()
+    counters.clear()
+    data = at.load_dataset("digits", at.load_backbone("kit_vit_tiny", num_classes=10), n_train=65)
+    recipe = at.Recipe(epochs=2, lr=1e-2)
+
+    def losses(compile_: bool | str) -> list[float]:
+        at.seed_everything(0)  # the same head and adapters every time
+        model = at.add_adapters(at.load_backbone("kit_vit_tiny", num_classes=10), rank=4)
+        return at.fit(model, data.train, method="adapter_tune", recipe=recipe, speedups=at.Speedups(compile=compile_),
+                      progress=False).history["loss"]
+
+    compiled = losses("eager")
+    assert counters["stats"]["unique_graphs"] == 1
+    losses("eager")
+    assert counters["stats"]["unique_graphs"] == 1  # the sweep's next fit: no new graph
+    assert compiled == pytest.approx(losses(False), rel=1e-5, abs=1e-6)
