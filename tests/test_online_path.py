@@ -55,11 +55,31 @@ def fill_pets(root, per_class: int = 4) -> None:
         (base / "annotations" / f"{split}.txt").write_text("\n".join(rows) + "\n")
 
 
+FOODS = ["apple_pie", "baby_back_ribs", "waffles"]  # three of the 101 classes
+
+
+def fill_food101(root, per_class: int = 4) -> None:
+    """torchvision's Food-101 layout: images/<class>/<id>.jpg and meta/{train,test}.json mapping each class to its
+    "<class>/<id>" entries."""
+    base = root / "food-101"
+    rng = np.random.default_rng(1)
+    meta = {"train": {}, "test": {}}
+    for food in FOODS:
+        (base / "images" / food).mkdir(parents=True)
+        for n in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (60, 48 + n, 3), dtype=np.uint8)).save(base / "images" / food / f"{n}.jpg")
+            meta["test" if n == 0 else "train"].setdefault(food, []).append(f"{food}/{n}")
+    (base / "meta").mkdir()
+    for split, entries in meta.items():
+        (base / "meta" / f"{split}.json").write_text(json.dumps(entries))
+
+
 @pytest.fixture
 def offline_files(tmp_path, monkeypatch):
     cache, data_root = tmp_path / "hf", tmp_path / "data"
     weights = fill_hub_cache(cache)
     fill_pets(data_root)
+    fill_food101(data_root)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv(at.data.DATA_ENV, str(data_root))
@@ -81,6 +101,29 @@ def test_a_pets_folder_loads_through_torchvision_with_the_backbones_transform(of
     assert len(pets.train) + len(pets.val) == 9
     x, y = pets.train[0]
     assert x.dtype == torch.uint8 and x.shape == (3, 224, 224) and 0 <= y < 3
+
+
+def test_a_food101_folder_loads_through_torchvision_with_a_validation_split_carved_from_train(offline_files):
+    model = at.load_backbone(MODEL, num_classes=3)
+    food = at.load_dataset("food101", model)
+    assert food.classes == FOODS and len(food.test) == 3
+    assert len(food.train) + len(food.val) == 9 and len(food.val) >= 1  # Food-101 has no val split of its own
+    x, y = food.val[0]
+    assert x.dtype == torch.uint8 and x.shape == (3, 224, 224) and 0 <= y < 3
+
+
+@pytest.mark.slow
+def test_a_slurm_sweep_runs_a_timm_backbone_on_a_torchvision_dataset(offline_files, tmp_path):
+    """The cluster path on the paper's kind of config: each run is a job of submitit's local executor (processes on
+    this machine, as Slurm runs them on nodes), reading the same offline cache and dataset folder."""
+    submitit = pytest.importorskip("submitit")
+    executor = submitit.LocalExecutor(folder=tmp_path / "jobs")
+    executor.update_parameters(timeout_min=10)
+    configs = at.grid(at.RunConfig.from_recipe("head_only", "pets", backbone=MODEL, epochs=1), seed=[0, 1])
+    results = at.sweep(configs, tmp_path / "out", progress=False, executor=executor)
+    assert [r["config"]["backbone"] for r in results] == [MODEL] * 2 and [r["config"]["seed"] for r in results] == [0, 1]
+    assert all(r["config"]["batch_size"] == at.recipes.OFFICIAL_RECIPE.batch_size and 0 <= r["test_acc"] <= 1 for r in results)
+    assert at.sweep(configs, tmp_path / "out", progress=False) == results  # on disk: nothing runs again
 
 
 def test_the_cli_sweeps_a_timm_backbone_on_a_torchvision_dataset(offline_files, tmp_path):
