@@ -89,7 +89,7 @@ TORCHVISION_RECIPES: dict[str, Recipe] = {
 }
 
 DEFAULT_TARGET = "left_digit"  # the dataset of every comparison, elbow and placement demo
-EASY_TARGETS = ("mnist5k", "digits")  # where the frozen features already suffice
+EASY_TARGETS = ("mnist5k", "digits")  # where a linear probe on the frozen features is already strong
 
 # Per method on the kit backbone (the rest of each recipe is Recipe()'s; epochs come from BUDGETS).
 KIT_RECIPES: dict[str, Recipe] = {
