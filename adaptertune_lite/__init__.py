@@ -19,6 +19,7 @@ Read it top to bottom, one module per concept:
 * ``train``       – ``fit``, ``train_step``, ``evaluate``, ``Speedups``
 * ``cost``        – what a training step costs: memory by what holds it, FLOPs
 * ``experiments`` – run configs, resumable sweeps with a result cache
+* ``baselines``   – a reference point that is not a method: logistic regression on the raw pixels
 * ``stats``       – paired differences over seeds: a t interval, and "no difference detected" when it says so
 * ``elbow``       – the elbow of accuracy against rank: a fitted power law and a stated rule
 * ``drift``       – how far adapted features move from the pretrained ones
@@ -70,4 +71,4 @@ __all__ = [
     "SCALINGS", "LoRALinear", "add_lora", "lora_layers", "merge_lora",
 ]
 
-from . import data, elbow, experiments, lora, plots, recipes, shortcuts, stats, targets, transforms, widgets  # noqa: E402, F401  (namespaces: at.plots.use_style())
+from . import baselines, data, elbow, experiments, lora, plots, recipes, shortcuts, stats, targets, transforms, widgets  # noqa: E402, F401  (namespaces: at.plots.use_style())

@@ -29,9 +29,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from scipy.stats import spearmanr
-from sklearn.linear_model import LogisticRegression
 
 import adaptertune_lite as at
+from adaptertune_lite.baselines import pixel_logreg
 from adaptertune_lite.elbow import fit_elbow
 from adaptertune_lite.experiments import RunConfig, runs_root, sweep
 from adaptertune_lite.recipes import DEFAULT_TARGET, EASY_TARGETS, KIT_RECIPES, Recipe, kit_n_train, kit_recipe
@@ -45,16 +45,6 @@ K_SHOTS = [1, 5, 10, 25]  # few-shot regime: training images per class
 FEW_SHOT_STEPS = 100  # few-shot runs train for at least this many optimiser steps (1 step per epoch at k=1)
 BAR_EPOCHS = 4  # epochs per run for the quality bars (the live sweep uses the FAST recipe)
 BAR_N_TRAIN = 2000  # training images per dataset for the quality bars (digits: at most its split)
-
-
-def pixel_logreg(dataset: str, n_train: int) -> dict:
-    """Reference point, not a method of the course: logistic regression on the raw grey pixels (at the dataset's
-    own size) of the same training subset. A linear probe on a backbone's features is judged against it."""
-    data = at.load_dataset(dataset, n_train=n_train)  # the same subset the engine's runs use (seed 0)
-    flat = lambda split: split.images[:, 0].flatten(1).float().numpy() / 255  # noqa: E731  (N, H*W): one grey channel
-    start = time.perf_counter()
-    clf = LogisticRegression(max_iter=2000).fit(flat(data.train), data.train.labels.numpy())
-    return {"test_acc": float(clf.score(flat(data.test), data.test.labels.numpy())), "wall_time_s": time.perf_counter() - start}
 
 
 def config(backbone: str, dataset: str, method: str, seed: int, epochs: int, n_train: int | None, rank: int = 16,

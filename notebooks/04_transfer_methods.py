@@ -83,6 +83,18 @@ display(summary.replace({"method": NAMES}).rename(columns=LABELS).style
         .set_caption(f"mean over seeds {SEEDS}").hide(axis="index"))
 
 # %% [markdown]
+# A reference point, not a method: logistic regression on the raw pixels of the same training images
+# (`at.baselines.pixel_logreg`). A linear probe on the frozen features is worth its backbone only above it.
+
+# %%
+pixels = {t: 100 * at.baselines.pixel_logreg(t, n_train=at.recipes.n_train_for(t))["test_acc"] for t in TARGETS}
+head_mean = summary.set_index(["dataset", "method"]).test_acc
+display(Markdown("\n".join(
+    f"* **{t}**: raw-pixel logistic regression {pixels[t]:.1f} %, head-only {head_mean[t, 'head_only']:.1f} % "
+    f"({head_mean[t, 'head_only'] - pixels[t]:+.1f} points; one deterministic fit against a mean over {len(SEEDS)} seeds)"
+    for t in TARGETS)))
+
+# %% [markdown]
 # Which differences are real? Each seed trains all three methods with the same data order, so the runs
 # are **paired**: the per-seed differences, with a 95 % Student-t interval (`at.stats.paired_difference`),
 # tell a difference from seed noise. Only differences whose interval excludes zero are called differences.

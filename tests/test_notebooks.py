@@ -29,7 +29,7 @@ EXPECTED = {
                               "median |ΔW_up| / lr = 1.0000", "still exactly zero", "for every init: **True**"],
     "03_drift_random_init": ["pretraining-head accuracy at step 0", "linear CKA", "relative change of pooled features",
                              "paired by seed", "CLS"],
-    "04_transfer_methods": ["95 % CI", "pretraining buys (points)", "Skipped the GPU section", "Memory per training step", "activations"],
+    "04_transfer_methods": ["95 % CI", "raw-pixel logistic regression", "pretraining buys (points)", "Skipped the GPU section", "Memory per training step", "activations"],
     "05_rank_elbow": ["lbow", "Fitted elbow:", "% of full fine-tuning"],
     "06_placement": ["− post_block on all:", "faster** with", "blocks.5.attn.adapter"],
     "08_lora_and_merging": ["step 0, LoRA model == backbone, bitwise: True", "LoRA layers left after merging: 0",
