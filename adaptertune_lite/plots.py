@@ -97,28 +97,32 @@ def lecture_figure(results: Sequence[dict], highlight: int, full_params: int, ti
 
 
 def placement_figure(results: Sequence[dict], highlight: dict | None = None, ax: plt.Axes | None = None) -> plt.Figure:
-    """Test accuracy against trainable parameters (log x) for runs of different placements and block choices;
-    colour = placement, label = blocks, mean over seeds. ``highlight``: a config dict to circle."""
+    """A dot plot, one row per (placement, blocks), sorted by test accuracy: the mean over seeds with the range of
+    the seeds as a bar, colour = placement. Each row's label gives its trainable parameters and seconds per run, so
+    no two labels can overlap, however many runs share a parameter count. ``highlight``: a config dict to circle."""
     rows = pd.DataFrame([{"placement": r["config"]["placement"], "blocks": str(r["config"]["blocks"]),
                           "acc": 100 * r["test_acc"], "params": r["trainable_params"], "time": r["wall_time_s"]}
                          for r in results])
-    mean = rows.groupby(["placement", "blocks"], sort=False).mean().reset_index()
+    stats = (rows.groupby(["placement", "blocks"], sort=False)
+             .agg(acc=("acc", "mean"), low=("acc", "min"), high=("acc", "max"), seeds=("acc", "size"),
+                  params=("params", "first"), time=("time", "mean"))
+             .reset_index().sort_values("acc").reset_index(drop=True))
     if ax is None:
-        fig, ax = plt.subplots(figsize=(8, 4.8))
-    colours = {p: f"C{i}" for i, p in enumerate(dict.fromkeys(mean.placement))}
-    for i, row in mean.iterrows():
-        ax.scatter(row.params, row.acc, s=80, color=colours[row.placement])
-        ax.annotate(f"{row.blocks} ({row.time:.0f} s)", (row.params, row.acc), textcoords="offset points",
-                    xytext=(8, 4 if i % 2 == 0 else -12), fontsize=9, color=colours[row.placement])  # alternate: fewer overlaps
+        fig, ax = plt.subplots(figsize=(9, 1.4 + 0.42 * len(stats)))
+    colours = {p: f"C{i}" for i, p in enumerate(dict.fromkeys(rows.placement))}
+    for y, row in stats.iterrows():
+        ax.plot([row.low, row.high], [y, y], color=colours[row.placement], lw=2, alpha=0.5)  # the seeds' range
+        ax.scatter(row.acc, y, s=70, color=colours[row.placement], zorder=3)
         if highlight and (row.placement, row.blocks) == (highlight["placement"], str(highlight["blocks"])):
-            ax.scatter(row.params, row.acc, s=400, facecolors="none", edgecolors="C3", linewidths=2.5)
-    for p, c in colours.items():
-        ax.scatter([], [], color=c, label=p)
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters (log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.margins(x=0.12)
-    ax.set_title("placement: accuracy vs trainable parameters\n(labels: blocks with adapters, seconds per run)")
-    ax.legend(title="placement", fontsize="small", loc="lower right")
+            ax.scatter(row.acc, y, s=400, facecolors="none", edgecolors="C3", linewidths=2.5, zorder=4)
+    ax.set_yticks(range(len(stats)),
+                  [f"{r.placement} on {r.blocks} · {r.params / 1e3:.0f}k params · {r.time:.0f} s" for r in stats.itertuples()])
+    for label, row in zip(ax.get_yticklabels(), stats.itertuples()):
+        label.set_color(colours[row.placement])
+    ax.set_xlabel("test accuracy (%)" + ("" if stats.seeds.max() == 1 else ", mean and range over seeds"))
+    n_seeds = "1 seed" if stats.seeds.max() == 1 else f"up to {stats.seeds.max()} seeds"
+    ax.set_title(f"where the adapters sit ({n_seeds})\nrows: placement on blocks · trainable parameters · seconds per run",
+                 loc="right")
+    ax.margins(y=0.08)
     ax.figure.tight_layout()
     return ax.figure
