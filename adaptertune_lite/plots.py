@@ -46,7 +46,7 @@ def plot_elbow(
     if fit is not None:
         dense = np.geomspace(min(ranks), max(ranks), 100)
         ax.plot(dense, 100 * fit(dense), color="C0", alpha=0.5, lw=2,
-                label=f"fit: {100 * fit.a:.1f} − {100 * fit.b:.1f}·r^−{fit.c:.2f} (%)")
+                label="fitted curve (a power law in r that levels off)")
         if fit.elbow < fit.max_rank:
             ax.axvline(fit.elbow, color="C3", ls=":", lw=2,
                        label=f"elbow r={fit.elbow}: up to r={fit.max_rank} adds < {100 * fit.threshold:g} point")

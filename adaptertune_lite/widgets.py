@@ -7,7 +7,9 @@ only, the API shared by ipywidgets 7.7 (Colab) and 8.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from dataclasses import replace
 from typing import Sequence
 
@@ -21,6 +23,32 @@ from .experiments import RunConfig
 
 
 # ----------------------------------------------------------------------------- widgets
+@contextlib.contextmanager
+def busy(button: w.Button, status: w.Label, message: str):
+    """While a callback runs: its button is disabled and says "Running…", the status line says what runs (a second
+    click cannot start a second run, and the room sees that something happens). Both come back afterwards; an error
+    is shown in the status line, then raised."""
+    label = button.description
+    button.disabled, button.description, status.value = True, "Running…", message
+    try:
+        yield
+    except Exception as err:
+        status.value = f"failed: {err}"
+        raise
+    finally:
+        button.disabled, button.description = False, label
+
+
+def budget_caption(results: Sequence[dict]) -> str:
+    """What budget a curve comes from, in one line: epochs, training images, dataset and seeds of ``results``."""
+    configs = [r["config"] for r in results]
+    epochs, n_train = sorted({c["epochs"] for c in configs}), sorted({str(c.get("n_train") or "all") for c in configs})
+    seeds = len({c["seed"] for c in configs})
+    return (f"Budget: {'/'.join(map(str, epochs))} epochs on {'/'.join(n_train)} training images of "
+            f"{configs[0]['dataset']}, {seeds} seed{'s' * (seeds != 1)} per rank. A curve's shape depends on its budget "
+            "(notebook 05 sets short and full training side by side).")
+
+
 class ElbowExplorer:
     """Pick ranks, training-set size and number of seeds; **Run** trains what is missing (with progress
     bars) and redraws the elbow. ``.figure`` and ``.results`` hold what was drawn last.
@@ -39,10 +67,10 @@ class ElbowExplorer:
         self.seeds = w.IntSlider(value=1, min=1, max=max_seeds, description="seeds", style=wide)
         self.button = w.Button(description="Run", button_style="primary", tooltip="train what is missing, then redraw")
         self.status = w.Label()
-        self.output = w.Output()
+        self.progress, self.output = w.Output(), w.Output()  # progress bars above the figure, in view
         self.button.on_click(self.run)
         controls = w.VBox([self.n_train, self.seeds, self.button, self.status])
-        self.widget = w.VBox([w.HBox([self.ranks, controls]), self.output])
+        self.widget = w.VBox([w.HBox([self.ranks, controls]), self.progress, self.output])
 
     def config(self) -> RunConfig:
         return replace(self.base, n_train=self.n_train.value)
@@ -53,14 +81,16 @@ class ElbowExplorer:
         if not ranks:
             self.status.value = "choose at least one rank"
             return
-        self.status.value = f"running {len(ranks) * len(seeds)} configurations (cached ones load instantly)..."
-        with self.output:
-            clear_output(wait=True)
-            self.results = experiments.run_elbow(self.config(), ranks, seeds, self.out_dir)
-            self.figure = plots.elbow_figure(self.results, title=f"{self.base.dataset}: {self.n_train.value} training images")
-            clear_output(wait=True)
-            display(self.figure)
-        plt.close(self.figure)
+        with busy(self.button, self.status, f"running {len(ranks) * len(seeds)} configurations (cached ones load instantly)..."):
+            with self.progress:
+                clear_output(wait=True)
+                self.results = experiments.run_elbow(self.config(), ranks, seeds, self.out_dir)
+                clear_output()
+            with self.output:
+                clear_output(wait=True)
+                self.figure = plots.elbow_figure(self.results, title=f"{self.base.dataset}: {self.n_train.value} training images")
+                display(self.figure)
+            plt.close(self.figure)
         self.status.value = f"done: {len(self.results)} runs"
 
 
@@ -74,12 +104,14 @@ class LectureDemo:
         ranks, _ = experiments.by_rank(self.results)
         self.slider = w.SelectionSlider(options=ranks, value=16 if 16 in ranks else ranks[len(ranks) // 2],
                                         description="rank r", continuous_update=False)
-        self.button = w.Button(description="Run live: add a seed", button_style="warning")
-        self.output = w.Output()
+        self.button = w.Button(description="Run live", button_style="warning",
+                               tooltip="train a fresh seed at every rank and add it to the figure")
+        self.status, self.caption = w.Label(), w.Label(budget_caption(self.results))
+        self.progress, self.output = w.Output(), w.Output()  # progress bars above the figure, in view
         self.figure = None
         self.slider.observe(lambda change: self.draw(), names="value")
         self.button.on_click(self.run_live)
-        self.widget = w.VBox([w.HBox([self.slider, self.button]), self.output])
+        self.widget = w.VBox([w.HBox([self.slider, self.button, self.status]), self.progress, self.output, self.caption])
         self.draw()
 
     def draw(self) -> None:
@@ -92,10 +124,14 @@ class LectureDemo:
     def run_live(self, _button=None) -> None:
         """Train the next unused seed at every rank of the figure (cached if it ran before), then redraw."""
         ranks, _ = experiments.by_rank(self.results)
-        seed = max(r["config"]["seed"] for r in self.results) + 1
-        with self.output:
+        seed, start = max(r["config"]["seed"] for r in self.results) + 1, time.perf_counter()
+        with busy(self.button, self.status, f"training seed {seed} at {len(ranks)} ranks…"), self.progress:
+            clear_output(wait=True)
             self.results += experiments.run_elbow(self.base, ranks, [seed], self.out_dir)
+            clear_output()
+        self.caption.value = budget_caption(self.results)
         self.draw()
+        self.status.value = f"added seed {seed}: {len(ranks)} runs in {time.perf_counter() - start:.0f} s"
 
 
 class PlacementExplorer:
@@ -108,17 +144,22 @@ class PlacementExplorer:
         self.placement = w.Dropdown(options=list(PLACEMENTS), value=base.placement, description="placement")
         self.blocks = w.Dropdown(options=list(blocks), value="all", description="blocks")
         self.button = w.Button(description="Run", button_style="primary")
-        self.output = w.Output()
+        self.status = w.Label()
+        self.progress, self.output = w.Output(), w.Output()  # progress bars above the figure, in view
         self.button.on_click(self.run)
-        self.widget = w.VBox([w.HBox([self.placement, self.blocks, self.button]), self.output])
+        self.widget = w.VBox([w.HBox([self.placement, self.blocks, self.button, self.status]), self.progress, self.output])
 
     def run(self, _button=None) -> None:
         config = replace(self.base, placement=self.placement.value, blocks=self.blocks.value)
-        with self.output:
-            clear_output(wait=True)
-            new = experiments.sweep([config], self.out_dir)
+        with busy(self.button, self.status, f"training {config.placement} on {config.blocks} (cached: instant)…"):
+            with self.progress:
+                clear_output(wait=True)
+                new = experiments.sweep([config], self.out_dir)
+                clear_output()
             self.results += [r for r in new if r["key"] not in {q["key"] for q in self.results}]
-            self.figure = plots.placement_figure(self.results, highlight=config.to_dict())
-            clear_output(wait=True)
-            display(self.figure)
-        plt.close(self.figure)
+            with self.output:
+                clear_output(wait=True)
+                self.figure = plots.placement_figure(self.results, highlight=config.to_dict())
+                display(self.figure)
+            plt.close(self.figure)
+        self.status.value = f"{config.placement} on {config.blocks}: {100 * new[0]['test_acc']:.1f} % (circled)"

@@ -22,7 +22,7 @@ def test_the_static_elbow_figure_has_the_fit_and_the_elbow(tmp_path):
     results = at.experiments.run_elbow(TINY, [1, 2, 4], [0], tmp_path, progress=False)
     fig = at.plots.elbow_figure(results, title="tiny")
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert any(label.startswith("fit:") for label in labels) and any(label.startswith("elbow r=") for label in labels)
+    assert any(label.startswith("fitted curve") for label in labels) and any(label.startswith("elbow r=") for label in labels)
     assert fig.axes[0].get_xlabel().startswith("adapter rank")
 
 
@@ -40,14 +40,29 @@ def test_elbow_explorer_run_button_trains_the_chosen_grid_and_redraws(tmp_path):
     assert "at least one rank" in explorer.status.value
 
 
-def test_lecture_demo_slider_redraws_and_run_live_adds_a_seed(tmp_path):
+def test_lecture_demo_slider_redraws_and_run_live_adds_a_seed(tmp_path, monkeypatch):
     shipped = at.experiments.run_elbow(TINY, [1, 2, 4], [0], tmp_path / "shipped", progress=False)
     demo = widgets.LectureDemo(shipped, TINY, tmp_path / "live", full_params=5_000_000)
     before = demo.figure
     demo.slider.value = 4
     assert demo.figure is not before and "r = 4" in demo.figure.axes[0].texts[-1].get_text()
+    assert "1 epochs on 40 training images of digits, 1 seed per rank" in demo.caption.value  # the budget, in words
+    seen, real = [], at.experiments.run_elbow  # what the room sees while the live run trains
+    monkeypatch.setattr(widgets.experiments, "run_elbow", lambda *a, **k: seen.append(
+        (demo.button.disabled, demo.button.description, demo.status.value)) or real(*a, **k))
     demo.button.click()
+    assert seen == [(True, "Running…", "training seed 1 at 3 ranks…")]
+    assert not demo.button.disabled and demo.button.description == "Run live" and "added seed 1" in demo.status.value
     assert sorted({r["config"]["seed"] for r in demo.results}) == [0, 1] and len(demo.results) == 6
+    assert "2 seeds per rank" in demo.caption.value
+
+
+def test_a_failing_run_says_so_and_gives_the_button_back(tmp_path, monkeypatch):
+    explorer = widgets.PlacementExplorer([], TINY, tmp_path)
+    monkeypatch.setattr(widgets.experiments, "sweep", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("out of memory")))
+    explorer.button.click()  # ipywidgets shows a callback's error as a traceback; the widget must recover
+    assert not explorer.button.disabled and explorer.button.description == "Run"
+    assert explorer.status.value == "failed: out of memory"
 
 
 def test_the_lecture_demo_ships_its_results_with_provenance():
