@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 from dataclasses import replace
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 import ipywidgets as w
 import matplotlib.pyplot as plt
@@ -20,6 +20,8 @@ from IPython.display import clear_output, display
 from . import experiments, plots
 from .adapters import PLACEMENTS
 from .experiments import RunConfig
+
+T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------- widgets
@@ -37,6 +39,23 @@ def busy(button: w.Button, status: w.Label, message: str):
         raise
     finally:
         button.disabled, button.description = False, label
+
+
+def shown_in(output: w.Output, work: Callable[[], T]) -> T:
+    """``work()`` with what it prints (the progress bars) shown in ``output``, which is cleared once it succeeds. Its
+    error is raised here: inside IPython an ``Output`` shows an error raised within it and swallows it, so the
+    caller would otherwise go on as if the work had finished."""
+    failure = None
+    with output:
+        clear_output(wait=True)
+        try:
+            value = work()
+            clear_output()
+        except Exception as err:  # re-raised below, outside the Output
+            failure = err
+    if failure is not None:
+        raise failure
+    return value
 
 
 def budget_caption(results: Sequence[dict]) -> str:
@@ -82,10 +101,7 @@ class ElbowExplorer:
             self.status.value = "choose at least one rank"
             return
         with busy(self.button, self.status, f"running {len(ranks) * len(seeds)} configurations (cached ones load instantly)..."):
-            with self.progress:
-                clear_output(wait=True)
-                self.results = experiments.run_elbow(self.config(), ranks, seeds, self.out_dir)
-                clear_output()
+            self.results = shown_in(self.progress, lambda: experiments.run_elbow(self.config(), ranks, seeds, self.out_dir))
             with self.output:
                 clear_output(wait=True)
                 self.figure = plots.elbow_figure(self.results, title=f"{self.base.dataset}: {self.n_train.value} training images")
@@ -125,10 +141,8 @@ class LectureDemo:
         """Train the next unused seed at every rank of the figure (cached if it ran before), then redraw."""
         ranks, _ = experiments.by_rank(self.results)
         seed, start = max(r["config"]["seed"] for r in self.results) + 1, time.perf_counter()
-        with busy(self.button, self.status, f"training seed {seed} at {len(ranks)} ranks…"), self.progress:
-            clear_output(wait=True)
-            self.results += experiments.run_elbow(self.base, ranks, [seed], self.out_dir)
-            clear_output()
+        with busy(self.button, self.status, f"training seed {seed} at {len(ranks)} ranks…"):
+            self.results += shown_in(self.progress, lambda: experiments.run_elbow(self.base, ranks, [seed], self.out_dir))
         self.caption.value = budget_caption(self.results)
         self.draw()
         self.status.value = f"added seed {seed}: {len(ranks)} runs in {time.perf_counter() - start:.0f} s"
@@ -152,10 +166,7 @@ class PlacementExplorer:
     def run(self, _button=None) -> None:
         config = replace(self.base, placement=self.placement.value, blocks=self.blocks.value)
         with busy(self.button, self.status, f"training {config.placement} on {config.blocks} (cached: instant)…"):
-            with self.progress:
-                clear_output(wait=True)
-                new = experiments.sweep([config], self.out_dir)
-                clear_output()
+            new = shown_in(self.progress, lambda: experiments.sweep([config], self.out_dir))
             self.results += [r for r in new if r["key"] not in {q["key"] for q in self.results}]
             with self.output:
                 clear_output(wait=True)

@@ -58,6 +58,9 @@ def test_lecture_demo_slider_redraws_and_run_live_adds_a_seed(tmp_path, monkeypa
 
 
 def test_a_failing_run_says_so_and_gives_the_button_back(tmp_path, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell  # noqa: PLC0415  (only this test needs a shell)
+
+    InteractiveShell.instance()  # as in Jupyter: an Output widget then shows and swallows errors raised inside it
     explorer = widgets.PlacementExplorer([], TINY, tmp_path)
     monkeypatch.setattr(widgets.experiments, "sweep", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("out of memory")))
     explorer.button.click()  # ipywidgets shows a callback's error as a traceback; the widget must recover
