@@ -58,6 +58,17 @@ def shown_in(output: w.Output, work: Callable[[], T]) -> T:
     return value
 
 
+def drawn_in(output: w.Output, draw: Callable[[], plt.Figure]) -> plt.Figure:
+    """The figure ``draw()`` makes, shown in ``output`` in place of what was there, then closed (so the notebook does
+    not show it a second time). Returns it."""
+    with output:
+        clear_output(wait=True)
+        figure = draw()
+        display(figure)
+    plt.close(figure)
+    return figure
+
+
 def budget_caption(results: Sequence[dict]) -> str:
     """What budget a curve comes from, in one line: epochs, training images, dataset and seeds of ``results``."""
     configs = [r["config"] for r in results]
@@ -102,11 +113,8 @@ class ElbowExplorer:
             return
         with busy(self.button, self.status, f"running {len(ranks) * len(seeds)} configurations (cached ones load instantly)..."):
             self.results = shown_in(self.progress, lambda: experiments.run_elbow(self.config(), ranks, seeds, self.out_dir))
-            with self.output:
-                clear_output(wait=True)
-                self.figure = plots.elbow_figure(self.results, title=f"{self.base.dataset}: {self.n_train.value} training images")
-                display(self.figure)
-            plt.close(self.figure)
+            self.figure = drawn_in(self.output, lambda: plots.elbow_figure(
+                self.results, title=f"{self.base.dataset}: {self.n_train.value} training images"))
         self.status.value = f"done: {len(self.results)} runs"
 
 
@@ -131,11 +139,7 @@ class LectureDemo:
         self.draw()
 
     def draw(self) -> None:
-        with self.output:
-            clear_output(wait=True)
-            self.figure = plots.lecture_figure(self.results, self.slider.value, self.full_params, self.title)
-            display(self.figure)
-        plt.close(self.figure)
+        self.figure = drawn_in(self.output, lambda: plots.lecture_figure(self.results, self.slider.value, self.full_params, self.title))
 
     def run_live(self, _button=None) -> None:
         """Train the next unused seed at every rank of the figure (cached if it ran before), then redraw."""
@@ -168,9 +172,5 @@ class PlacementExplorer:
         with busy(self.button, self.status, f"training {config.placement} on {config.blocks} (cached: instant)…"):
             new = shown_in(self.progress, lambda: experiments.sweep([config], self.out_dir))
             self.results += [r for r in new if r["key"] not in {q["key"] for q in self.results}]
-            with self.output:
-                clear_output(wait=True)
-                self.figure = plots.placement_figure(self.results, highlight=config.to_dict())
-                display(self.figure)
-            plt.close(self.figure)
+            self.figure = drawn_in(self.output, lambda: plots.placement_figure(self.results, highlight=config.to_dict()))
         self.status.value = f"{config.placement} on {config.blocks}: {100 * new[0]['test_acc']:.1f} % (circled)"
