@@ -14,7 +14,7 @@ Read it top to bottom, one module per concept:
 * ``lora``        – LoRA from scratch: a low-rank update inside a frozen linear layer, and merging it away
 * ``checkpoints`` – saving / loading adapters and head only (safetensors)
 * ``params``      – which parameters train (head_only / adapter_tune / full_finetune / lora / bitfit), counting them
-* ``recipes``     – ``Recipe``: how a run trains; the kit's recipes, budgets and default target
+* ``recipes``     – ``Recipe``: how a run trains; the kit's recipes, budgets, and the course profiles (kit | paper)
 * ``shortcuts``   – training on cached features or a cached frozen prefix
 * ``train``       – ``fit``, ``train_step``, ``evaluate``, ``Speedups``
 * ``cost``        – what a training step costs: memory by what holds it, FLOPs
@@ -55,7 +55,7 @@ from .elbow import ElbowFit, fit_elbow
 from .experiments import RunConfig, grid, run, sweep
 from .lora import SCALINGS, LoRALinear, add_lora, lora_layers, merge_lora
 from .params import METHODS, ParamCount, count_parameters, set_trainable
-from .recipes import Recipe
+from .recipes import Profile, Recipe, profile
 from .runtime import by_mode, describe_device, fast_mode, get_device, seed_everything, versions
 from .train import FitResult, Speedups, evaluate, fit, train_step
 
@@ -66,7 +66,7 @@ __all__ = [
     "OFFLINE_DATASETS", "ONLINE_DATASETS", "DataSplits", "load_dataset",
     "METHODS", "ParamCount", "count_parameters", "set_trainable",
     "by_mode", "describe_device", "fast_mode", "get_device", "seed_everything", "versions",
-    "FitResult", "MemoryBreakdown", "Recipe", "Speedups", "evaluate", "fit", "memory_breakdown", "step_flops", "train_step",
+    "FitResult", "MemoryBreakdown", "Profile", "Recipe", "profile", "Speedups", "evaluate", "fit", "memory_breakdown", "step_flops", "train_step",
     "ElbowFit", "RunConfig", "fit_elbow", "grid", "run", "sweep",
     "SCALINGS", "LoRALinear", "add_lora", "lora_layers", "merge_lora",
 ]

@@ -16,10 +16,9 @@ import huggingface_hub.constants as hf_constants
 import matplotlib
 import matplotlib.pyplot as plt
 
-from . import backbones, data, experiments, params, plots, runtime, train
+from . import backbones, data, experiments, params, plots, recipes, runtime, train
 from .grading import build, grader
 from .pretrain import PretrainConfig, pretrain
-from .recipes import DEFAULT_TARGET
 from .storage import write_json
 
 
@@ -33,6 +32,9 @@ def doctor() -> int:
             problems.append(f"{pkg} is not installed")
     print(f"  device             {runtime.describe_device()}")
     print(f"  FAST mode          {'on' if runtime.fast_mode() else 'off'} (set ADAPTERTUNE_FAST=0/1 to choose)")
+    prof = recipes.profile()
+    print(f"  profile            {prof.name}: {prof.backbone} on {prof.dataset}, because {prof.why} "
+          f"(set {recipes.PROFILE_ENV}=kit/paper to choose)")
     print("offline assets")
     for name in backbones.KIT_BACKBONES:
         try:
@@ -74,7 +76,13 @@ def sweep_command(args) -> int:
                                  ("augment", args.augment)) if v is not None}
     speedups = train.Speedups(cache_frozen_prefix=args.cache_prefix, grad_checkpointing=args.grad_checkpointing,
                               compile=args.compile)
-    base = experiments.RunConfig.from_recipe(args.method, args.dataset, fast, backbone=args.backbone, **changes)
+    prof = recipes.profile(args.profile)
+    if args.backbone is None and args.dataset is None:  # the profile's setting, with its budget
+        base = experiments.RunConfig.for_profile(args.method, prof, fast, **changes)
+    else:
+        base = experiments.RunConfig.from_recipe(args.method, args.dataset or prof.dataset, fast,
+                                                 backbone=args.backbone or prof.backbone, **changes)
+    print(f"{prof}; running {base.backbone} on {base.dataset}", file=sys.stderr)
     axes = {"seed": args.seeds}
     if args.method == "adapter_tune":
         axes |= {"rank": args.ranks, "placement": args.placements, "blocks": args.blocks}
@@ -198,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default: the package's weights folder)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     s = sub.add_parser("sweep", help="run a grid of experiments; finished runs are reused, so a killed sweep resumes")
-    s.add_argument("--backbone", default="kit_vit_tiny")
-    s.add_argument("--dataset", default=None, help="default: the course default target")
+    s.add_argument("--profile", choices=recipes.PROFILES, default=None,
+                   help="the course scale (default: $ADAPTERTUNE_PROFILE, else kit, or paper on a GPU with the Hub)")
+    s.add_argument("--backbone", default=None, help="kit or timm backbone name (default: the profile's)")
+    s.add_argument("--dataset", default=None, help="dataset name (default: the profile's)")
     s.add_argument("--method", default="adapter_tune", choices=params.METHODS)
     s.add_argument("--ranks", type=_csv(int), default=[16], help="comma-separated, e.g. 1,2,4,8")
     s.add_argument("--placements", type=_csv(str), default=["post_block"], help="e.g. post_block,houlsby")
@@ -250,7 +260,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":
         return doctor()
     if args.command == "sweep":
-        args.dataset = args.dataset or DEFAULT_TARGET
         args.argv = sys.argv[1:] if argv is None else list(argv)
         return sweep_command(args)
     cfg = PretrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainConfig)})

@@ -1,4 +1,5 @@
-"""What a training step costs: its memory, split by what holds it, and its FLOPs.
+"""What a training step costs: its memory, split by what holds it, and its FLOPs; and what a whole run would
+cost on a GPU not at hand (an estimate from counted FLOPs, labelled as such).
 
 Both are counted or measured exactly rather than sampled, so they are the same on every device and
 repeat from run to run; ``benchmarks/speed.py`` adds the timings.
@@ -85,3 +86,38 @@ def step_flops(model: nn.Module, x: torch.Tensor, method: str | None = None, *, 
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     return counter.get_total_flops()
+
+
+# ----------------------------------------------------------------------------- estimates for GPUs not at hand
+# Published dense peak rates in TFLOP/s (NVIDIA data sheets) for the dtype the kit trains in there (runtime.precision):
+# T4 fp16 tensor cores 65; A100 bf16 312; H100 SXM bf16 989.
+PEAK_TFLOPS = {"Colab T4 (fp16)": 65.0, "A100 (bf16)": 312.0, "H100 SXM (bf16)": 989.0}
+ASSUMED_UTILISATION = 0.3  # an assumption, not a measurement: the fraction of peak a ViT training step reaches
+
+
+def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one inference forward pass on the batch ``x`` ``(B, 3, H, W)``, counted as executed."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops()
+
+
+def run_flops(model: nn.Module, method: str, n_train: int, epochs: int, n_eval: int, image_size: int = 224) -> float:
+    """FLOPs of one whole run of ``method``: ``epochs`` training passes over ``n_train`` images (one backbone forward
+    pass over them for ``head_only``, whose head then trains on cached features at a negligible cost), plus a forward
+    pass over ``n_eval`` validation and test images. ``model`` is a throwaway: its trainable flags change."""
+    x = torch.zeros(1, 3, image_size, image_size)
+    forward = forward_flops(model, x)
+    train_images = n_train if method == "head_only" else 0
+    return epochs * n_train * step_flops(model, x, method) * (method != "head_only") + (train_images + n_eval) * forward
+
+
+def gpu_seconds(flops: float, utilisation: float = ASSUMED_UTILISATION) -> dict[str, float]:
+    """Estimated seconds for ``flops`` on each GPU of :data:`PEAK_TFLOPS` at ``utilisation`` of its peak rate.
+    An estimate: data loading, evaluation overheads and the real utilisation are not in it."""
+    return {gpu: flops / (peak * 1e12 * utilisation) for gpu, peak in PEAK_TFLOPS.items()}

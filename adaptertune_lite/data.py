@@ -44,6 +44,12 @@ from .transforms import BatchTransform, transform_for
 DATA_ENV = "ADAPTERTUNE_DATA"
 OFFLINE_DATASETS = ("mnist5k", "digits", "left_digit", "max_digit", "procedural")
 ONLINE_DATASETS = ("cifar10", "cifar100", "svhn", "pets", "flowers102", "food101")
+# Published split sizes (train split the kit trains from before carving validation, test), for cost estimates made
+# without the files (torchvision's documentation and the datasets' papers).
+SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "svhn": (73_257, 26_032), "pets": (3_680, 3_669),
+               "flowers102": (1_020, 6_149), "food101": (75_750, 25_250)}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "pets": 37, "flowers102": 102, "food101": 101}
+SMALL_SPLIT = 1024  # images: smaller file-backed splits decode in the main process (see loader_workers)
 SPLIT_SEED = 0  # the train/val/test split never changes; `seed` only picks subsets of train
 
 
@@ -75,7 +81,13 @@ class FileImageDataset(Dataset):
         return self.decode(img), int(label)
 
 
-def decode_all(dataset: Dataset, batch_size: int = 256, num_workers: int = 2, progress: bool = True) -> ImageTensorDataset:
+def loader_workers(dataset: Dataset) -> int:
+    """Worker processes for decoding ``dataset``: two for a large split; none below :data:`SMALL_SPLIT` images, where
+    forking workers (each inherits the parent's threads and open loaders) costs more than it saves."""
+    return 0 if len(dataset) < SMALL_SPLIT else 2
+
+
+def decode_all(dataset: Dataset, batch_size: int = 256, num_workers: int | None = None, progress: bool = True) -> ImageTensorDataset:
     """Decode a file-backed split once into memory: an :class:`ImageTensorDataset` of uint8 ``(N, 3, S, S)``
     images with the same labels, classes and transform. Training then slices batches from it (on the GPU
     if it is moved there) instead of decoding every image every epoch. The images are written into one
@@ -85,7 +97,7 @@ def decode_all(dataset: Dataset, batch_size: int = 256, num_workers: int = 2, pr
     first = dataset[0][0]
     images = torch.empty((len(dataset), *first.shape), dtype=first.dtype)
     labels = torch.empty(len(dataset), dtype=torch.long)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=loader_workers(dataset) if num_workers is None else num_workers)
     start = 0
     for x, y in tqdm(loader, desc="decoding images once", disable=not progress, leave=False):
         images[start : start + len(x)], labels[start : start + len(x)] = x, y
@@ -132,7 +144,7 @@ def iterate(dataset: Dataset, batch_size: int, shuffle: bool, device: torch.devi
             yield x_all[idx], y_all[idx]
         return
     order = torch.randperm(len(dataset), generator=generator).tolist() if shuffle else None  # the same order as above
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=2,
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=loader_workers(dataset),
                         pin_memory=device.type == "cuda", persistent_workers=False)
     for x, y in loader:
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -246,6 +258,20 @@ def _online(name: str, root: Path, download: bool):
         tr, te, va = make(tvd.Food101, split="train"), make(tvd.Food101, split="test"), None
     classes = getattr(tr, "classes", None) or [str(i) for i in range(int(max(_targets(tr))) + 1)]
     return tr, te, va, list(classes)
+
+
+def dataset_present(name: str, root: str | os.PathLike | None = None) -> bool:
+    """Whether torchvision dataset ``name`` is already in ``root`` (default :func:`data_root`), so it loads offline.
+    Offline sets are always present."""
+    if name in _OFFLINE or name in targets.COMPOSED:
+        return True
+    if name not in ONLINE_DATASETS:
+        return False
+    try:
+        _online(name, Path(root) if root is not None else data_root(), download=False)
+        return True
+    except Exception:  # torchvision raises RuntimeError or FileNotFoundError when a file is missing
+        return False
 
 
 def _targets(ds) -> np.ndarray:

@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 
 import adaptertune_lite
 
-from . import adapters, backbones, data, lora, params, runtime, train
-from .recipes import DEFAULT_TARGET, RECIPE_FIELDS, Recipe, n_train_for, recipe_for
+from . import adapters, backbones, data, lora, params, recipes, runtime, train
+from .recipes import DEFAULT_TARGET, RECIPE_FIELDS, Profile, Recipe, n_train_for, recipe_for
 from .storage import write_json
 from .train import Speedups
 
@@ -104,6 +104,16 @@ class RunConfig:
         budget on a kit dataset; the official recipe on a torchvision dataset), then ``changes`` (recipe fields
         such as ``epochs`` or ``lr`` included)."""
         base = cls(method=method, dataset=dataset, n_train=n_train_for(dataset, fast), recipe=recipe_for(method, dataset, fast))
+        return base.replace(**changes)
+
+    @classmethod
+    def for_profile(cls, method: str = "adapter_tune", profile: Profile | str | None = None, fast: bool | None = None,
+                    **changes) -> "RunConfig":
+        """A config for ``method`` in a course profile (:func:`~adaptertune_lite.recipes.profile`; ``None``: the active
+        one): its backbone, dataset, training images and recipe, then ``changes``. In the ``kit`` profile this is
+        ``from_recipe(method)``, so results already on disk keep their keys."""
+        p = profile if isinstance(profile, Profile) else recipes.profile(profile)
+        base = cls(backbone=p.backbone, dataset=p.dataset, method=method, n_train=p.n_train(fast), recipe=p.recipe(method, fast))
         return base.replace(**changes)
 
     def replace(self, **changes) -> "RunConfig":

@@ -19,8 +19,12 @@ frozen features are not enough, so head-only, AdapterTune and full fine-tuning d
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields, replace
 
+import torch
+
+from . import backbones, data
 from .runtime import by_mode
 
 AUGMENTATIONS = ("crop_flip", "crop")  # see transforms.augmentation
@@ -154,3 +158,101 @@ def recipe_for(method: str, dataset: str = DEFAULT_TARGET, fast: bool | None = N
 def n_train_for(dataset: str, fast: bool | None = None) -> int | None:
     """Training images a run on ``dataset`` uses by default: the kit budget's on a kit dataset, else all."""
     return kit_n_train(dataset, fast) if dataset in BUDGETS else None
+
+
+# ----------------------------------------------------------------------------- profiles: the course's scale
+PROFILE_ENV = "ADAPTERTUNE_PROFILE"  # "kit" or "paper": overrides the automatic choice
+PAPER_BACKBONE_ENV, PAPER_DATASET_ENV = "ADAPTERTUNE_PAPER_BACKBONE", "ADAPTERTUNE_PAPER_DATASET"
+PAPER_BACKBONE = "vit_small_patch16_224.augreg_in21k_ft_in1k"  # ViT-S/16, one of the paper's three backbones
+PAPER_DATASET = "pets"  # Oxford-IIIT Pets: 3,680 trainval images, 37 classes; small, quick, one of the paper's core 5
+
+# The paper profile's budgets. Full (a GPU): the whole train split for 10 epochs, a kit choice sized for a Colab T4
+# (notebook 07 estimates what a run costs there from counted FLOPs); the official recipe trains 50. FAST (a CPU, or
+# CI with a tiny local dataset): 32 images for 2 epochs, only to show the code path runs.
+PAPER_BUDGET = {"fast": {"n_train": 32, "epochs": 2}, "full": {"n_train": None, "epochs": 10}}
+# Head-only trains on cached features (no augmentation, so nothing changes between epochs) and costs almost nothing
+# per epoch, so it gets 5x the epochs: enough to converge (notebook 07 shows its loss flatten).
+HEAD_ONLY_EPOCHS_FACTOR = 5
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The scale of the whole course: what every notebook, widget, the lecture demo's live run and the CLI train
+    on by default, and with what budget. :func:`profile` chooses one.
+
+    Args:
+        name: ``"kit"`` (the kit backbone on the offline targets) or ``"paper"`` (a pretrained timm ViT on a
+            torchvision dataset, the paper's setting).
+        backbone: the backbone runs load (``load_backbone`` name).
+        dataset: the dataset runs train on (``load_dataset`` name).
+        why: why this profile is the active one.
+    """
+
+    name: str
+    backbone: str
+    dataset: str
+    why: str = ""
+
+    def budget(self, fast: bool | None = None) -> dict:
+        """``{"n_train", "epochs"}`` of this profile's FAST or full budget (``fast=None``: follow FAST mode)."""
+        if self.name == "kit":
+            return _budget(self.dataset, fast)
+        return by_mode(PAPER_BUDGET["fast"], PAPER_BUDGET["full"]) if fast is None else PAPER_BUDGET["fast" if fast else "full"]
+
+    def recipe(self, method: str, fast: bool | None = None) -> Recipe:
+        """The :class:`Recipe` a run of ``method`` gets in this profile."""
+        if self.name == "kit":
+            return kit_recipe(method, self.dataset, fast)
+        if method not in KIT_RECIPES:
+            raise ValueError(f"Unknown method {method!r}: choose one of {', '.join(KIT_RECIPES)}.")
+        epochs = self.budget(fast)["epochs"]
+        if method == "head_only":  # on cached features: no augmentation, more (cheap) epochs
+            return TORCHVISION_RECIPES.get(self.dataset, OFFICIAL_RECIPE).replace(augment=None, epochs=HEAD_ONLY_EPOCHS_FACTOR * epochs)
+        return TORCHVISION_RECIPES.get(self.dataset, OFFICIAL_RECIPE).replace(epochs=epochs)
+
+    def n_train(self, fast: bool | None = None) -> int | None:
+        """Training images of this profile's budget (``None``: the whole train split)."""
+        return self.budget(fast)["n_train"]
+
+    def __str__(self) -> str:
+        return f"{self.name} profile: {self.backbone} on {self.dataset} ({self.why})"
+
+
+PROFILES = ("kit", "paper")
+
+
+def _paper_setting() -> tuple[str, str]:
+    return os.environ.get(PAPER_BACKBONE_ENV) or PAPER_BACKBONE, os.environ.get(PAPER_DATASET_ENV) or PAPER_DATASET
+
+
+def _automatic() -> tuple[str, str]:
+    """(profile, why): ``paper`` on a CUDA GPU with the Hub reachable or the weights and data already here."""
+    if not torch.cuda.is_available():
+        return "kit", "no CUDA GPU"
+    backbone, dataset = _paper_setting()
+    if backbone in backbones.cached_models() and data.dataset_present(dataset):
+        return "paper", f"a CUDA GPU, {backbone} in the Hugging Face cache and {dataset} in {data.data_root()}"
+    if backbones.hub_reachable():
+        return "paper", "a CUDA GPU and the Hugging Face Hub reachable"
+    return "kit", (f"a CUDA GPU but no internet and no cached {backbone} + {dataset}; fill the cache on a connected machine "
+                   f"(see `adaptertune-lite doctor`) or set {PROFILE_ENV}=paper")
+
+
+def profile(name: str | None = None) -> Profile:
+    """The active :class:`Profile`: ``name`` if given, else ``$ADAPTERTUNE_PROFILE``, else the automatic choice:
+    ``paper`` on a CUDA GPU when the Hugging Face Hub is reachable (or the backbone's weights are in its cache and
+    the dataset in the data folder), ``kit`` otherwise. In the paper profile ``$ADAPTERTUNE_PAPER_BACKBONE`` and
+    ``$ADAPTERTUNE_PAPER_DATASET`` replace ViT-S/16 augreg and Oxford-IIIT Pets."""
+    env = os.environ.get(PROFILE_ENV, "").strip().lower()
+    if name is not None:
+        why = "asked for"
+    elif env:
+        name, why = env, f"{PROFILE_ENV}={env}"
+    else:
+        name, why = _automatic()
+    if name not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r} ({why}): choose one of {', '.join(PROFILES)}.")
+    if name == "kit":
+        return Profile("kit", "kit_vit_tiny", DEFAULT_TARGET, why)
+    backbone, dataset = _paper_setting()
+    return Profile("paper", backbone, dataset, why)

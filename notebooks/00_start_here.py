@@ -26,6 +26,7 @@
 # | 04 transfer methods | head-only vs AdapterTune vs full fine-tuning: accuracy, parameters, time, memory | 20 min |
 # | 05 rank elbow | sweep the rank, fit the curve, find the elbow, explore with a widget | 20 min |
 # | 06 placement | five placements and four block choices; cache the frozen prefix | 20 min |
+# | 07 the paper's setting | one row of the paper's table end to end: lr chosen on validation, 3 seeds, cost on a T4 | 15 min |
 # | 08 LoRA and merging | LoRA from scratch, merging, BitFit/AdapterTune/LoRA at equal budgets, task swapping | 30 min |
 # | lecture elbow demo | for presenting: the elbow from shipped results, one slider, a live run | 5 min |
 #
@@ -77,6 +78,23 @@ recipe = at.recipes.kit_recipe("adapter_tune", "mnist5k")  # a Recipe: lr, weigh
 print(f"FAST mode is {'on' if FAST else 'off'}; AdapterTune on mnist5k here: {recipe}, "
       f"{at.recipes.kit_n_train('mnist5k') or 'all'} training images")
 print("the official recipe (timm ViTs at 224 px, the paper's code):", at.recipes.OFFICIAL_RECIPE)
+
+# %% [markdown]
+# ## Profiles: the course's scale
+#
+# One setting picks what notebooks 04–07, their widgets and the CLI train on:
+#
+# * **`kit`**: the kit's own small ViT on the offline targets (FAST on a CPU; the full recipe on a GPU without
+#   internet);
+# * **`paper`**: a pretrained timm ViT (ViT-S/16 augreg) on a dataset from the paper (Oxford-IIIT Pets), with budgets
+#   sized for a Colab T4.
+#
+# It is chosen automatically (a CUDA GPU and the Hugging Face Hub reachable, or the weights and data already
+# cached: `paper`; otherwise `kit`), and `ADAPTERTUNE_PROFILE=kit` or `=paper` overrides the choice.
+
+# %%
+profile = at.profile()  # read once by every notebook, widget and the CLI from at.recipes
+print(f"active profile: {profile.name} ({profile.backbone} on {profile.dataset}), because {profile.why}")
 
 # %% [markdown]
 # ## Offline by default

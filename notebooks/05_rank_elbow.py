@@ -31,11 +31,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 import adaptertune_lite as at
-from adaptertune_lite.recipes import DEFAULT_TARGET
 
 for package, version in at.versions().items():
     print(f"{package:<18} {version}")
 print("device:", at.describe_device(), "| FAST mode:", at.fast_mode())
+P = at.profile()  # kit or paper: what every run below trains on ($ADAPTERTUNE_PROFILE chooses)
+print(P)
 at.plots.use_style()
 
 # %% [markdown]
@@ -53,11 +54,12 @@ at.plots.use_style()
 # pretrained models have a low *intrinsic dimension* (Aghajanyan et al., ACL 2021, measured on language
 # models; a finding from that paper, not measured here).
 #
-# The parameter bill for the kit backbone (width 192, 6 blocks, one adapter per block):
+# The parameter bill for the profile's backbone, one adapter per block:
 
 # %%
-backbone = at.load_backbone("kit_vit_tiny", num_classes=10)  # offline, pretrained by the kit
+backbone = at.load_backbone(P.backbone, num_classes=10, pretrained=False)  # the architecture only: no download
 d, depth = backbone.embed_dim, len(backbone.blocks)
+print(f"{P.backbone}: width d = {d}, {depth} blocks")
 full = at.count_parameters(backbone).total  # what full fine-tuning trains
 bill = pd.DataFrame([{"rank r": r, "adapter parameters": depth * at.num_adapter_params(d, r),
                       "% of full fine-tuning": 100 * depth * at.num_adapter_params(d, r) / full}
@@ -75,16 +77,17 @@ display(bill.style.format({"adapter parameters": "{:,}", "% of full fine-tuning"
 # %% [markdown]
 # ## The sweep
 #
-# `left_digit` is the course's default target: two digits side by side, name the left one. A frozen
-# linear probe does poorly on it, so adapters have something to learn (see the kit benchmark report).
-# Every run is one `RunConfig`; `at.sweep` runs the ones whose results are not on disk yet and
+# The sweep trains on the profile's setting. In the `kit` profile that is `left_digit`, the course's default
+# target: two digits side by side, name the left one; a frozen linear probe does poorly on it, so adapters
+# have something to learn (see the kit benchmark report). In the `paper` profile it is a pretrained timm ViT
+# on a torchvision dataset. Every run is one `RunConfig`; `at.sweep` runs the ones whose results are not on disk yet and
 # reuses the rest, so running this cell twice is instant.
 
 # %%
-BASE = at.RunConfig.from_recipe("adapter_tune", DEFAULT_TARGET)  # the kit recipe: lr, epochs, training images
+BASE = at.RunConfig.for_profile("adapter_tune", P)  # the profile's recipe: lr, epochs, training images
 RANKS = [1, 2, 4, 8, 16, 32, 64]  # ranks to sweep (about 7 s per run in FAST mode on a laptop CPU)
 SEEDS = at.by_mode([0], [0, 1, 2])  # one seed in FAST mode; three for error bars
-OUT = at.experiments.runs_root() / "05_rank_elbow"  # results cache (one JSON per run)
+OUT = at.experiments.runs_root() / "05_rank_elbow"  # results cache (one JSON per run; the key holds backbone and data)
 print(BASE)
 
 results = at.experiments.run_elbow(BASE, RANKS, SEEDS, OUT)
@@ -96,7 +99,7 @@ results = at.experiments.run_elbow(BASE, RANKS, SEEDS, OUT)
 # beyond the elbow buys less than a point.
 
 # %%
-fig = at.plots.elbow_figure(results, title=f"{DEFAULT_TARGET}: {BASE.n_train} training images, {BASE.recipe.epochs} epochs")
+fig = at.plots.elbow_figure(results, title=f"{BASE.dataset}: {BASE.n_train or 'all'} training images, {BASE.recipe.epochs} epochs")
 plt.show()
 
 ranks, acc = at.experiments.by_rank(results)
@@ -117,13 +120,14 @@ else:
 # same sweep on a quarter of the training images and compare the fitted elbows.
 
 # %%
-SMALL = replace(BASE, n_train=BASE.n_train // 4 if BASE.n_train else 875)  # a quarter of the images
+n_images = BASE.n_train or len(at.load_dataset(BASE.dataset).train)  # the whole train split when n_train is None
+SMALL = replace(BASE, n_train=n_images // 4)  # a quarter of the images
 small_results = at.experiments.run_elbow(SMALL, RANKS, SEEDS, OUT)
 
 fig, ax = plt.subplots(figsize=(7, 4.2))
 for res, n in ((results, BASE.n_train), (small_results, SMALL.n_train)):
     r, a = at.experiments.by_rank(res)
-    ax.errorbar(r, 100 * a.mean(1), yerr=100 * a.std(1), marker="o", capsize=3, label=f"{n} training images")
+    ax.errorbar(r, 100 * a.mean(1), yerr=100 * a.std(1), marker="o", capsize=3, label=f"{n or n_images} training images")
 ax.set_xscale("log", base=2)
 ax.set_xticks(RANKS, [str(r) for r in RANKS])
 ax.set_xlabel("adapter rank r (bottleneck width)")
@@ -133,7 +137,7 @@ ax.legend()
 plt.show()
 
 small_fit = at.fit_elbow(*at.experiments.by_rank(small_results))
-display(Markdown(f"Fitted elbow: **r = {fit.elbow}** with {BASE.n_train} images, **r = {small_fit.elbow}** with "
+display(Markdown(f"Fitted elbow: **r = {fit.elbow}** with {BASE.n_train or n_images} images, **r = {small_fit.elbow}** with "
                  f"{SMALL.n_train}; fitted ceiling {100 * fit.a:.1f} % vs {100 * small_fit.a:.1f} %."))
 
 # %% [markdown]

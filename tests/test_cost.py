@@ -1,5 +1,6 @@
 """What a training step costs: memory split by what holds it (measured exactly), and counted FLOPs."""
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -97,3 +98,27 @@ def test_step_flops_count_the_backward_pass_that_runs():
     # block; never the embedding or the head.
     recomputed = at.step_flops(model, x, "adapter_tune", grad_checkpointing=True) - adapt
     assert c["qkv_fc1"] - 1 <= recomputed <= c["blocks"] + 1
+
+
+def test_a_runs_flops_are_its_training_steps_plus_one_forward_pass_over_the_evaluation_images():
+    x = torch.zeros(1, 3, 32, 32)
+    model = at.add_adapters(tiny_vit(), rank=4)
+    step, forward = at.step_flops(model, x, "adapter_tune"), at.cost.forward_flops(model, x)
+    assert 0 < forward < step  # a training step adds a backward pass to the forward one
+    assert at.cost.run_flops(model, "adapter_tune", n_train=10, epochs=3, n_eval=7, image_size=32) == 3 * 10 * step + 7 * forward
+    # head-only trains on cached features: one backbone pass per image, whatever the epochs
+    head = at.cost.run_flops(tiny_vit(), "head_only", n_train=10, epochs=3, n_eval=7, image_size=32)
+    assert head == 17 * at.cost.forward_flops(tiny_vit(), x)
+
+
+def test_forward_flops_count_a_linear_layer_as_two_flops_per_multiply_add():
+    assert at.cost.forward_flops(torch.nn.Linear(8, 5), torch.zeros(3, 8)) == 2 * 3 * 8 * 5
+
+
+def test_gpu_estimates_divide_the_flops_by_each_published_rate_at_the_assumed_utilisation():
+    est = at.cost.gpu_seconds(1e15)
+    assert set(est) == set(at.cost.PEAK_TFLOPS)
+    for gpu, seconds in est.items():
+        assert seconds == 1e15 / (at.cost.PEAK_TFLOPS[gpu] * 1e12 * at.cost.ASSUMED_UTILISATION)
+    assert est["Colab T4 (fp16)"] > est["A100 (bf16)"] > est["H100 SXM (bf16)"]
+    assert at.cost.gpu_seconds(2e15, utilisation=0.6) == pytest.approx(est)  # twice the work at twice the utilisation

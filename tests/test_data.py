@@ -125,3 +125,10 @@ def test_digit_pair_targets_are_deterministic_and_subset_like_the_others():
     with pytest.raises(TypeError, match="no options"):
         at.load_dataset("left_digit", n_fractal=2)
     assert {"left_digit", "max_digit"} <= set(at.OFFLINE_DATASETS)
+
+
+def test_small_file_backed_splits_decode_in_the_main_process_and_large_ones_in_two_workers():
+    """Forking loader workers for a few dozen images costs more than it saves, and each fork inherits the
+    parent's threads and open loaders (a notebook kernel's worker was seen to abort)."""
+    assert at.data.loader_workers(list(range(at.data.SMALL_SPLIT - 1))) == 0
+    assert at.data.loader_workers(list(range(at.data.SMALL_SPLIT))) == 2

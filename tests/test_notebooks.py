@@ -22,7 +22,7 @@ SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))  # exercises filled in:
 
 # Text that must appear in a notebook's outputs (beyond running without error).
 EXPECTED = {
-    "00_start_here": ["device:", "All set.", "held-out accuracy"],
+    "00_start_here": ["device:", "All set.", "held-out accuracy", "active profile: kit (kit_vit_tiny on left_digit)"],
     "01_build_an_adapter": ["torch.Size([8, 17, 192])", "my adapter == at.Adapter: True", "304,320",
                             "block(x) == hand-written block: True", "**0.92 %** with the head"],
     "02_zero_init_identity": ["bitwise identical: 5 of 5 placements", "down-projection gradient is exactly zero",
@@ -33,6 +33,8 @@ EXPECTED = {
                             "Memory per training step", "activations"],
     "05_rank_elbow": ["lbow", "Fitted elbow:", "% of full fine-tuning"],
     "06_placement": ["− post_block on all:", "faster** with", "blocks.5.attn.adapter"],
+    "07_paper_setting": ["kit profile", "running the kit-scale equivalent", "estimated minutes", "each method keeps its setting",
+                         "AdapterTune r=16 − head-only:", "about 0.92 % at r = 16"],
     "08_lora_and_merging": ["step 0, LoRA model == backbone, bitwise: True", "LoRA layers left after merging: 0",
                             "same state_dict keys as the original backbone: True", "unexplained", "chosen lr", "95 % CI",
                             "change at r = 64 over change at r = 1", "served", "bitwise the original: True", "90 % of ΔW's energy"],
@@ -87,6 +89,7 @@ def _outputs(nb) -> str:
 @pytest.mark.parametrize("path", NOTEBOOKS + SOLUTIONS, ids=[f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS + SOLUTIONS])
 def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("ADAPTERTUNE_FAST", "1")
+    monkeypatch.setenv("ADAPTERTUNE_PROFILE", "kit")  # the offline student's course (test_online_path runs the paper profile)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("ADAPTERTUNE_RUNS", str(tmp_path / "runs"))  # every sweep runs afresh, nothing cached
     nb = nbformat.read(path, as_version=4)

@@ -144,3 +144,67 @@ def test_doctor_lists_what_is_cached_for_offline_use(offline_files, capsys):
     at.cli.doctor()
     shown = capsys.readouterr().out
     assert MODEL in shown and "oxford-iiit-pet" in shown
+
+
+# ----------------------------------------------------------------------------- the paper profile, end to end
+@pytest.fixture
+def paper_node(tmp_path, monkeypatch):
+    """A machine in the ``paper`` profile with no internet: the Hugging Face cache holds DeiT-Ti (the smallest of the
+    paper's backbones, random weights, standing in for ViT-S to keep CI fast) and the data folder a Pets layout large
+    enough for the profile's FAST budget."""
+    cache, data_root = tmp_path / "hf", tmp_path / "data"
+    fill_hub_cache(cache)
+    fill_pets(data_root, per_class=16)
+    for name, value in {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", at.data.DATA_ENV: str(data_root),
+                        at.recipes.PROFILE_ENV: "paper", at.recipes.PAPER_BACKBONE_ENV: MODEL, "ADAPTERTUNE_FAST": "1",
+                        "ADAPTERTUNE_RUNS": str(tmp_path / "runs"), "MPLBACKEND": "Agg"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(at.backbones, "hub_reachable", lambda *a, **k: False)
+    return tmp_path
+
+
+def test_a_gpu_node_with_a_filled_cache_and_data_folder_chooses_the_paper_profile(offline_files, monkeypatch):
+    monkeypatch.delenv(at.recipes.PROFILE_ENV, raising=False)
+    monkeypatch.setenv(at.recipes.PAPER_BACKBONE_ENV, MODEL)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert at.data.dataset_present("pets") and not at.data.dataset_present("cifar10")
+    p = at.profile()
+    assert (p.name, p.backbone, p.dataset) == ("paper", MODEL, "pets") and "Hugging Face cache" in p.why
+
+
+def test_the_cli_sweeps_the_profiles_setting_when_no_backbone_or_dataset_is_named(paper_node):
+    out = paper_node / "out"
+    cmd = [sys.executable, "-m", "adaptertune_lite.cli", "sweep", "--method", "head_only", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"paper profile: {MODEL} on pets" in done.stderr
+    (result,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    budget = at.recipes.PAPER_BUDGET["fast"]
+    assert (result["config"]["backbone"], result["config"]["dataset"], result["config"]["n_train"]) == (MODEL, "pets", budget["n_train"])
+
+
+PAPER_NOTEBOOKS = {  # notebook -> what its outputs must show in the paper profile
+    "07_paper_setting": [f"paper profile: {MODEL} on pets", "Running the paper's row", "95 % CI", "estimated minutes",
+                         "AdapterTune r=16 − head-only"],
+    "05_rank_elbow": [f"paper profile: {MODEL} on pets", "width d = 192, 12 blocks", "Fitted elbow:"],
+    "06_placement": [f"paper profile: {MODEL} on pets", "− post_block on all:", "faster** with"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PAPER_NOTEBOOKS)
+def test_a_notebook_runs_top_to_bottom_in_the_paper_profile(paper_node, name):
+    """What a Colab student with a GPU runs, here on CPU with a tiny budget: the real loaders, a timm ViT from the
+    Hugging Face cache and Oxford-IIIT Pets from its torchvision folder."""
+    import nbformat  # noqa: PLC0415  (only these tests execute notebooks here)
+    from nbclient import NotebookClient  # noqa: PLC0415
+
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(paper_node)}}).execute()
+    nbformat.write(nb, paper_node / f"{name}.ipynb")  # the executed copy, for a human to read when this fails
+    shown = "\n".join(str(out.get("text", "")) + "".join(str(v) for k, v in out.get("data", {}).items() if k.startswith("text/"))
+                      for cell in nb.cells for out in cell.get("outputs", []))
+    for text in PAPER_NOTEBOOKS[name]:
+        assert text in shown, f"{name} in the paper profile did not show {text!r}"
+    assert "kit_vit_tiny" not in shown, f"{name} used the kit backbone in the paper profile"

@@ -66,3 +66,67 @@ def test_a_config_for_a_torchvision_dataset_takes_the_official_recipe_and_all_im
     """The CLI's `sweep --backbone <timm ViT> --dataset cifar100` used to stop at 'No kit recipe'."""
     c = at.RunConfig.from_recipe("adapter_tune", "cifar100", backbone="vit_small_patch16_224.augreg_in21k_ft_in1k")
     assert c.recipe == OFFICIAL_RECIPE and c.n_train is None and c.backbone.startswith("vit_small")
+
+
+# ----------------------------------------------------------------------------- profiles: the course's scale
+@pytest.fixture
+def no_profile_env(monkeypatch):
+    for name in (at.recipes.PROFILE_ENV, at.recipes.PAPER_BACKBONE_ENV, at.recipes.PAPER_DATASET_ENV):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_a_laptop_without_a_gpu_gets_the_kit_profile_and_is_told_why(no_profile_env):
+    no_profile_env.setattr("torch.cuda.is_available", lambda: False)
+    p = at.profile()
+    assert (p.name, p.backbone, p.dataset) == ("kit", "kit_vit_tiny", DEFAULT_TARGET)
+    assert "no CUDA GPU" in p.why and "kit_vit_tiny on left_digit" in str(p)
+
+
+@pytest.mark.parametrize("hub, cached, present, expected", [
+    (True, False, False, "paper"),  # Colab with internet
+    (False, True, True, "paper"),  # a cluster node whose cache and data folder were filled on a login node
+    (False, True, False, "kit"),  # weights cached, dataset missing: the paper setting cannot run
+    (False, False, False, "kit"),  # a GPU and nothing to run the paper setting with
+])
+def test_a_gpu_gets_the_paper_profile_only_when_the_weights_and_data_can_be_had(no_profile_env, hub, cached, present, expected):
+    no_profile_env.setattr("torch.cuda.is_available", lambda: True)
+    no_profile_env.setattr(at.backbones, "hub_reachable", lambda *a, **k: hub)
+    no_profile_env.setattr(at.backbones, "cached_models", lambda: [at.recipes.PAPER_BACKBONE] if cached else [])
+    no_profile_env.setattr(at.data, "dataset_present", lambda name, root=None: present)
+    p = at.profile()
+    assert p.name == expected and p.why
+    if expected == "kit":
+        assert at.recipes.PROFILE_ENV in p.why  # says how to override
+
+
+def test_the_environment_overrides_the_choice_and_names_the_paper_setting(no_profile_env):
+    no_profile_env.setenv(at.recipes.PROFILE_ENV, "paper")
+    p = at.profile()
+    assert (p.name, p.backbone, p.dataset) == ("paper", at.recipes.PAPER_BACKBONE, "pets") and "ADAPTERTUNE_PROFILE=paper" in p.why
+    no_profile_env.setenv(at.recipes.PAPER_BACKBONE_ENV, "deit_tiny_patch16_224.fb_in1k")
+    no_profile_env.setenv(at.recipes.PAPER_DATASET_ENV, "cifar10")
+    assert (at.profile().backbone, at.profile().dataset) == ("deit_tiny_patch16_224.fb_in1k", "cifar10")
+    no_profile_env.setenv(at.recipes.PROFILE_ENV, "papr")
+    with pytest.raises(ValueError, match="kit, paper"):
+        at.profile()
+
+
+def test_the_kit_profile_gives_exactly_the_kit_configs_so_shipped_results_keep_their_keys(no_profile_env):
+    no_profile_env.setattr("torch.cuda.is_available", lambda: False)
+    for method in KIT_RECIPES:
+        for fast in (True, False):
+            mine, kit = at.RunConfig.for_profile(method, fast=fast, seed=2), at.RunConfig.from_recipe(method, fast=fast, seed=2)
+            assert mine == kit and mine.key() == kit.key()
+
+
+def test_the_paper_profile_trains_by_the_official_recipe_with_its_own_budget(no_profile_env):
+    paper = at.profile("paper")
+    for fast in (True, False):
+        budget = at.recipes.PAPER_BUDGET["fast" if fast else "full"]
+        config = at.RunConfig.for_profile("adapter_tune", paper, fast)
+        assert config.backbone == at.recipes.PAPER_BACKBONE and config.dataset == "pets" and config.n_train == budget["n_train"]
+        assert config.recipe == OFFICIAL_RECIPE.replace(epochs=budget["epochs"])
+        head = at.RunConfig.for_profile("head_only", paper, fast).recipe  # cached features: no augmentation, more epochs
+        assert head.augment is None and head.epochs == at.recipes.HEAD_ONLY_EPOCHS_FACTOR * budget["epochs"]
+    assert at.RunConfig.for_profile("full_finetune", "paper", True, lr=1e-4).recipe.lr == 1e-4  # changes apply last
