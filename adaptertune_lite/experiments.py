@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+from torch import nn
 from tqdm.auto import tqdm
 
 import adaptertune_lite
@@ -155,6 +156,17 @@ class RunConfig:
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
 
 
+def attach_method(model: nn.Module, config: RunConfig) -> nn.Module:
+    """Add what ``config.method`` trains besides the head and the backbone's own weights: its adapters
+    (``adapter_tune``) or LoRA updates (``lora``). Returns ``model``."""
+    if config.method == "adapter_tune":
+        adapters.add_adapters(model, rank=config.rank, placement=config.placement, blocks=config.blocks,
+                              init=config.init, scale=config.scale)
+    if config.method == "lora":
+        lora.add_lora(model, rank=config.rank, alpha=config.lora_alpha, scaling=config.lora_scaling)
+    return model
+
+
 def run(config: RunConfig, data_cache: dict | None = None, progress: bool = True, device=None, callbacks=(),
         speedups: Speedups | None = None) -> dict:
     """Train and evaluate one config. Returns its result as a JSON-ready dict.
@@ -172,11 +184,7 @@ def run(config: RunConfig, data_cache: dict | None = None, progress: bool = True
         cache[cache_key] = data.load_dataset(config.dataset, model, n_train=config.n_train, k_shot=config.k_shot, seed=subset_seed)
     splits = cache[cache_key]
     model.reset_classifier(splits.num_classes)
-    if config.method == "adapter_tune":
-        adapters.add_adapters(model, rank=config.rank, placement=config.placement, blocks=config.blocks,
-                              init=config.init, scale=config.scale)
-    if config.method == "lora":
-        lora.add_lora(model, rank=config.rank, alpha=config.lora_alpha, scaling=config.lora_scaling)
+    attach_method(model, config)
     result = train.fit(model, splits.train, splits.val, method=config.method, recipe=config.recipe, seed=config.seed,
                        device=device, speedups=speedups, progress=progress, callbacks=callbacks)
     counts = params.count_parameters(model)

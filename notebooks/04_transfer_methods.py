@@ -31,15 +31,17 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import torch
 from IPython.display import Markdown, display
 
 import adaptertune_lite as at
-from adaptertune_lite.recipes import DEFAULT_TARGET
 from adaptertune_lite.stats import paired_difference
 
 for package, version in at.versions().items():
     print(f"{package:<18} {version}")
 print("device:", at.describe_device(), "| FAST mode:", at.fast_mode())
+P = at.profile()  # kit or paper: what every run below trains on ($ADAPTERTUNE_PROFILE chooses)
+print(P)
 at.plots.use_style()
 
 # %% [markdown]
@@ -51,16 +53,24 @@ at.plots.use_style()
 # | AdapterTune (r = 16, after every block, zero-init `W_up`) | adapters + head | adapters + head |
 # | full fine-tuning | every weight | a whole copy of the model |
 #
-# Each run below is one `RunConfig` with the kit's recipe for its method (`adaptertune_lite.recipes`);
-# `at.sweep` trains what is not on disk yet, so re-running a cell is instant.
+# Each run below is one `RunConfig` with the profile's recipe for its method (`adaptertune_lite.recipes`);
+# `at.sweep` trains what is not on disk yet, so re-running a cell is instant. In the `kit` profile the
+# comparison runs twice: on the default target, which needs adaptation, and on `mnist5k`, an easy transfer.
+# In the `paper` profile it runs on the profile's dataset.
 
 # %%
 METHODS = ["head_only", "adapter_tune", "full_finetune"]
-TARGETS = [DEFAULT_TARGET, "mnist5k"]  # needs adaptation; easy transfer
+TARGETS = [P.dataset] + (["mnist5k"] if P.name == "kit" else [])  # the profile's target (+ the kit's easy transfer)
 SEEDS = [0, 1, 2]  # three seeds in either mode: the differences are a few points
 OUT = at.experiments.runs_root() / "04_transfer_methods"  # results cache (one JSON per run)
 
-configs = [at.RunConfig.from_recipe(m, dataset=t, seed=s) for t in TARGETS for m in METHODS for s in SEEDS]
+
+def config(method: str, target: str, seed: int) -> at.RunConfig:
+    """The profile's config on its own target; the kit's recipe on the easy-transfer contrast."""
+    return at.RunConfig.for_profile(method, P, seed=seed) if target == P.dataset else at.RunConfig.from_recipe(method, target, seed=seed)
+
+
+configs = [config(m, t, s) for t in TARGETS for m in METHODS for s in SEEDS]
 results = at.sweep(configs, OUT)
 
 # %% [markdown]
@@ -87,12 +97,13 @@ display(summary.replace({"method": NAMES}).rename(columns=LABELS).style
 # (`at.baselines.pixel_logreg`). A linear probe on the frozen features is worth its backbone only above it.
 
 # %%
-pixels = {t: 100 * at.baselines.pixel_logreg(t, n_train=at.recipes.n_train_for(t))["test_acc"] for t in TARGETS}
+PIXEL_TARGETS = [t for t in TARGETS if t in at.OFFLINE_DATASETS]  # small grey images: pixels are a fair baseline
+pixels = {t: 100 * at.baselines.pixel_logreg(t, n_train=at.recipes.n_train_for(t))["test_acc"] for t in PIXEL_TARGETS}
 head_mean = summary.set_index(["dataset", "method"]).test_acc
 display(Markdown("\n".join(
     f"* **{t}**: raw-pixel logistic regression {pixels[t]:.1f} %, head-only {head_mean[t, 'head_only']:.1f} % "
     f"({head_mean[t, 'head_only'] - pixels[t]:+.1f} points; one deterministic fit against a mean over {len(SEEDS)} seeds)"
-    for t in TARGETS)))
+    for t in PIXEL_TARGETS) or f"No raw-pixel baseline on {P.dataset}: a linear model on 224-pixel photos is no reference worth its cost."))
 
 # %% [markdown]
 # Which differences are real? Each seed trains all three methods with the same data order, so the runs
@@ -119,13 +130,14 @@ for t in TARGETS:
     else:
         lines.append("  No share of the gap is computed: AdapterTune's gain over head-only, or the gap itself, is not detected.")
 display(Markdown("\n".join(lines)))
-easy_close = not any(verdict("mnist5k", a, b).detected for a, b in (("adapter_tune", "head_only"), ("full_finetune", "head_only")))
-display(Markdown(
-    f"On `{DEFAULT_TARGET}` the frozen features mix the two digits, so the head alone cannot tell which is on the left; "
-    "adapters change the features. On `mnist5k` " + (
-        "the seeds detect no difference between head-only and the other methods: the frozen features suffice here."
-        if easy_close else
-        "even this easy transfer gains from changing the features: the frozen features are good but not all there is.")))
+if P.name == "kit":
+    easy_close = not any(verdict("mnist5k", a, b).detected for a, b in (("adapter_tune", "head_only"), ("full_finetune", "head_only")))
+    display(Markdown(
+        f"On `{P.dataset}` the frozen features mix the two digits, so the head alone cannot tell which is on the left; "
+        "adapters change the features. On `mnist5k` " + (
+            "the seeds detect no difference between head-only and the other methods: the frozen features suffice here."
+            if easy_close else
+            "even this easy transfer gains from changing the features: the frozen features are good but not all there is.")))
 
 # %% [markdown]
 # ### Where the memory goes
@@ -136,12 +148,12 @@ display(Markdown(
 # keeps only each block's input and recomputes the rest during the backward pass.
 
 # %%
-BATCH = 64  # images per step, as in the recipes
-x = at.transforms.transform_for(at.load_backbone("kit_vit_tiny", num_classes=10))(
-    at.load_dataset(DEFAULT_TARGET).train.images[:BATCH])  # (64, 3, 32, 32) normalised
+BATCH = 64 if P.name == "kit" else at.by_mode(8, 128)  # images per step, as in the recipes (8: a 224-px step on a CPU)
+size = at.load_backbone(P.backbone, pretrained=False).pretrained_cfg["input_size"][-1]  # 32 (kit) or 224 pixels
+x = torch.randn(BATCH, 3, size, size)  # (B, 3, size, size): memory and FLOPs depend on shapes, not on values
 memory, flops = {}, {}
 for m in METHODS:
-    model = at.load_backbone("kit_vit_tiny", num_classes=10)
+    model = at.load_backbone(P.backbone, num_classes=10, pretrained=False)  # the architecture: no download
     if m == "adapter_tune":
         at.add_adapters(model, rank=16)
     memory[m] = at.memory_breakdown(model, x, m)
@@ -164,7 +176,7 @@ display(mem.style.format("{:.1f}").set_caption(f"MiB for one step of {BATCH} ima
 forward = flops["head_only"]  # head-only: one forward pass (its backward stops at the head)
 display(pd.DataFrame({"GFLOP per step": {m: f / 1e9 for m, f in flops.items()},
                       "forward passes": {m: f / forward for m, f in flops.items()}})
-        .style.format("{:.2f}").set_caption(f"one training step of {BATCH} images on kit_vit_tiny"))
+        .style.format("{:.2f}").set_caption(f"one training step of {BATCH} images on {P.backbone}"))
 
 # %% [markdown]
 # AdapterTune saves the weight-gradient matmuls (about a third of full fine-tuning's compute), the
@@ -224,19 +236,20 @@ plt.show()
 # ## What pretraining buys each method
 #
 # The same three methods on a **randomly initialised** backbone of the same architecture. The gap
-# to the pretrained rows is what the kit's procedural pretraining contributes to each.
+# to the pretrained rows is what pretraining (the kit's procedural images, or ImageNet in the paper profile)
+# contributes to each.
 
 # %%
 RANDOM_SEEDS = at.by_mode([0], [0, 1, 2])  # one seed in FAST mode
-random_configs = [replace(at.RunConfig.from_recipe(m, dataset=DEFAULT_TARGET, seed=s), pretrained=False)
+random_configs = [replace(config(m, P.dataset, s), pretrained=False)
                   for m in METHODS for s in RANDOM_SEEDS]
 random_results = at.sweep(random_configs, OUT)
 rand = pd.DataFrame([{"method": r["config"]["method"], "test_acc": 100 * r["test_acc"]} for r in random_results])
 rand = rand.groupby("method", sort=False).test_acc.mean()
-table = pd.DataFrame({"pretrained backbone": [acc[DEFAULT_TARGET, m] for m in METHODS],
+table = pd.DataFrame({"pretrained backbone": [acc[P.dataset, m] for m in METHODS],
                       "random backbone": [rand[m] for m in METHODS]}, index=METHODS)
 table["pretraining buys (points)"] = table["pretrained backbone"] - table["random backbone"]
-display(table.style.format("{:.1f}").set_caption(f"{DEFAULT_TARGET}, test accuracy %"))
+display(table.style.format("{:.1f}").set_caption(f"{P.dataset}, test accuracy %"))
 
 # %% [markdown]
 # ## With very few images
@@ -248,7 +261,9 @@ display(table.style.format("{:.1f}").set_caption(f"{DEFAULT_TARGET}, test accura
 
 # %%
 report = Path(at.__file__).resolve().parents[1] / "benchmarks" / "results" / "kit_vit_tiny.md"
-if report.is_file():
+if P.name != "kit":
+    print("The few-shot table is the kit backbone's: see notebook 07 and the kit report for the paper's setting.")
+elif report.is_file():
     text = report.read_text()
     few = text[text.index("## Few-shot regime"):text.index("## Live sweep")]
     display(Markdown(few.replace("## ", "#### ")))
@@ -257,46 +272,34 @@ else:
 
 # %%
 kit_params = at.count_parameters(at.load_backbone("kit_vit_tiny", num_classes=10)).total
-display(Markdown(
+display(Markdown("" if P.name != "kit" else
     f"On the kit's small backbone full fine-tuning stays ahead on `left_digit` even with 5–25 images per class (the "
     f"table above): with {kit_params / 1e6:.1f} M parameters, a small learning rate and 100 steps it does not overfit enough "
     "to lose its advantage. The paper's regime (ImageNet ViTs with 5–86 M parameters; paper) is where the regularising "
     "effect of training few parameters matters more."))
 
 # %% [markdown]
-# ## On a GPU: the paper's setting
+# ## The paper's setting
 #
-# With a GPU and internet this cell runs the paper's setting on a real timm ViT (ViT-S/16, CIFAR-100,
-# r = 16, the official recipe). Otherwise it says so and skips.
-
-# %%
-import torch
-
-if torch.cuda.is_available() and not at.fast_mode():
-    try:
-        vit = at.load_backbone("vit_small_patch16_224.augreg_in21k_ft_in1k", num_classes=100)
-        cifar = at.load_dataset("cifar100", vit, n_train=10_000)  # a 10k-image subset: minutes on one GPU
-        at.add_adapters(vit, rank=16)
-        result = at.fit(vit, cifar.train, cifar.val, method="adapter_tune", recipe=at.Recipe(epochs=10))  # official lr, wd
-        print(result.summary(), "| test acc", at.evaluate(vit, cifar.test))
-    except RuntimeError as err:  # offline: the kit's loaders say what to do
-        print("Skipped the GPU section:", err)
-else:
-    print("Skipped the GPU section: it needs a CUDA GPU and ADAPTERTUNE_FAST=0 (and internet for the weights and data).")
+# Everything above ran in the profile printed at the top. On a GPU with internet (Colab) the `paper` profile is
+# chosen for you and this notebook compares the three methods on a pretrained ViT-S/16 and Oxford-IIIT Pets;
+# `ADAPTERTUNE_PROFILE=paper` asks for it anywhere. Notebook 07 reproduces a whole row of the paper's table.
 
 # %% [markdown]
 # ## What to take away
 
 # %%
-pct = summary.set_index(["dataset", "method"]).pct_full[DEFAULT_TARGET, "adapter_tune"]
-display(Markdown(
+pct = summary.set_index(["dataset", "method"]).pct_full[P.dataset, "adapter_tune"]
+easy = "" if P.name != "kit" else (
     f"* On the easy transfer (`mnist5k`) head-only reaches {acc['mnist5k', 'head_only']:.1f} % against "
     f"{acc['mnist5k', 'full_finetune']:.1f} % for full fine-tuning, at a fraction of the cost ("
-    + ("no difference detected over the seeds" if easy_close else "a difference the seeds detect") + ").\n"
-    f"* Where they do not (`{DEFAULT_TARGET}`), AdapterTune reaches {acc[DEFAULT_TARGET, 'adapter_tune']:.1f} % against "
-    f"{acc[DEFAULT_TARGET, 'head_only']:.1f} % (head-only) and {acc[DEFAULT_TARGET, 'full_finetune']:.1f} % (full FT), "
+    + ("no difference detected over the seeds" if easy_close else "a difference the seeds detect") + ").\n")
+display(Markdown(
+    easy +
+    f"* On `{P.dataset}`, AdapterTune reaches {acc[P.dataset, 'adapter_tune']:.1f} % against "
+    f"{acc[P.dataset, 'head_only']:.1f} % (head-only) and {acc[P.dataset, 'full_finetune']:.1f} % (full FT), "
     f"training {pct:.2f} % of full fine-tuning's parameters (the paper reports about 0.92 % at r = 16 on its "
-    f"benchmark; paper).\n"
+    f"benchmark; paper). {verdict(P.dataset, 'adapter_tune', 'head_only').sentence('AdapterTune', 'head-only')}\n"
     f"* Memory per training step: AdapterTune {memory['adapter_tune'].total:.0f} MiB against "
     f"{memory['full_finetune'].total:.0f} MiB for full FT and {memory['head_only'].total:.0f} MiB for head-only. Few "
     f"trainable parameters save gradients and optimiser state, but activations fall only from "

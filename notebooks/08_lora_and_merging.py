@@ -231,11 +231,7 @@ results = dict(zip(configs, at.sweep(list(configs.values()), OUT)))  # seed 0 is
 # %%
 step_memory = {}
 for label, c in METHOD_CONFIGS.items():
-    model = at.load_backbone("kit_vit_tiny", num_classes=10)
-    if c["method"] == "adapter_tune":
-        at.add_adapters(model, rank=RANK_ADAPTER)
-    if c["method"] == "lora":
-        at.add_lora(model, rank=RANK_LORA)
+    model = at.experiments.attach_method(at.load_backbone("kit_vit_tiny", num_classes=10), config(seed=0, **c))  # + adapters / LoRA
     step_memory[label] = at.memory_breakdown(model, x.repeat(2, 1, 1, 1), c["method"]).total  # MiB, batch 64
 
 table = pd.DataFrame([{"method": label, "seed": s, "test accuracy (%)": 100 * r["test_acc"],

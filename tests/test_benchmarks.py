@@ -55,3 +55,28 @@ def test_speed_benchmark_quick_run_measures_every_section(tmp_path):
     lora = next(m for m in results["methods"] if m["method"] == "lora" and not m["checkpointing"])
     adapter = next(m for m in results["methods"] if m["method"] == "adapter_tune" and not m["checkpointing"])
     assert lora["trainable"] > adapter["trainable"] > 0  # LoRA on 4 linears per block trains more than one adapter per block
+
+
+@pytest.mark.slow
+def test_the_paper_profile_cost_estimate_counts_every_notebook_and_says_it_is_an_estimate(tmp_path):
+    run_script("paper_profile_cost.py", "--backbone", "deit_tiny_patch16_224", "--out", str(tmp_path))
+    report = (tmp_path / "paper_profile_cost.md").read_text()
+    assert "an **estimate**" in report and "assumed 30 % utilisation" in report
+    cost = json.loads((tmp_path / "paper_profile_cost.json").read_text())
+    runs = {name: row["runs"] for name, row in cost["notebooks"].items()}
+    assert runs == {"04_transfer_methods": 18, "05_rank_elbow": 42, "06_placement": 62, "07_paper_setting": 15}
+    for row in cost["notebooks"].values():  # a T4 is slower than an A100, which is slower than an H100
+        minutes = row["minutes"]
+        assert minutes["Colab T4 (fp16)"] > minutes["A100 (bf16)"] > minutes["H100 SXM (bf16)"] > 0
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_every_section_on_a_cpu_in_smoke_mode(tmp_path):
+    """The GPU check must not fail for the first time on the scarce GPU: its smoke mode runs all four sections here."""
+    run_script("gpu_check.py", "--smoke", "--out", str(tmp_path))
+    check = json.loads((tmp_path / "gpu_cpu.json").read_text())
+    for section in ("speed", "graphs_per_sweep", "kit_full_recipe", "paper_profile_cost"):
+        assert "error" not in check[section], check[section]
+    assert check["graphs_per_sweep"]["unique_graphs"] == 1  # three fits of one shape, one compiled graph
+    report = (tmp_path / "gpu_cpu.md").read_text()
+    assert "FAILED" not in report and "--smoke" in report and "an estimate" in report

@@ -29,7 +29,7 @@ EXPECTED = {
                               "median |ΔW_up| / lr = 1.0000", "still exactly zero", "for every init: **True**"],
     "03_drift_random_init": ["pretraining-head accuracy at step 0", "linear CKA", "relative change of pooled features",
                              "paired by seed", "CLS"],
-    "04_transfer_methods": ["95 % CI", "raw-pixel logistic regression", "pretraining buys (points)", "Skipped the GPU section",
+    "04_transfer_methods": ["95 % CI", "raw-pixel logistic regression", "pretraining buys (points)", "kit profile",
                             "Memory per training step", "activations"],
     "05_rank_elbow": ["lbow", "Fitted elbow:", "% of full fine-tuning"],
     "06_placement": ["− post_block on all:", "faster** with", "blocks.5.attn.adapter"],
