@@ -21,6 +21,7 @@ Read it top to bottom, one module per concept:
 * ``experiments`` – run configs, resumable sweeps with a result cache
 * ``baselines``   – a reference point that is not a method: logistic regression on the raw pixels
 * ``stats``       – paired differences over seeds: a t interval, and "no difference detected" when it says so
+* ``claims``      – a notebook's claims checked on its own numbers and printed (✓ / ✗), never asserted
 * ``elbow``       – the elbow of accuracy against rank: a fitted power law and a stated rule
 * ``drift``       – how far adapted features move from the pretrained ones
 * ``plots``       – the course's figure style and every figure function
@@ -51,7 +52,7 @@ from .backbones import KIT_BACKBONES, extract_features, kit_provenance, load_bac
 from .checkpoints import load_adapters, save_adapters
 from .cost import MemoryBreakdown, memory_breakdown, step_flops
 from .data import OFFLINE_DATASETS, ONLINE_DATASETS, DataSplits, load_dataset
-from .elbow import ElbowFit, fit_elbow
+from .elbow import ElbowFit, RobustElbow, fit_elbow, robust_elbow
 from .experiments import RunConfig, grid, run, sweep
 from .lora import SCALINGS, LoRALinear, add_lora, lora_layers, merge_lora
 from .params import METHODS, ParamCount, count_parameters, set_trainable
@@ -67,8 +68,8 @@ __all__ = [
     "METHODS", "ParamCount", "count_parameters", "set_trainable",
     "by_mode", "describe_device", "fast_mode", "get_device", "seed_everything", "versions",
     "FitResult", "MemoryBreakdown", "Profile", "Recipe", "profile", "Speedups", "evaluate", "fit", "memory_breakdown", "step_flops", "train_step",
-    "ElbowFit", "RunConfig", "fit_elbow", "grid", "run", "sweep",
+    "ElbowFit", "RobustElbow", "RunConfig", "fit_elbow", "grid", "robust_elbow", "run", "sweep",
     "SCALINGS", "LoRALinear", "add_lora", "lora_layers", "merge_lora",
 ]
 
-from . import baselines, data, elbow, experiments, lora, plots, recipes, shortcuts, stats, targets, transforms, widgets  # noqa: E402, F401  (namespaces: at.plots.use_style())
+from . import baselines, claims, data, elbow, experiments, lora, plots, recipes, shortcuts, stats, targets, transforms, widgets  # noqa: E402, F401  (namespaces: at.plots.use_style())

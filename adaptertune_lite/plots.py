@@ -14,7 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import experiments
-from .elbow import fit_elbow
+from .elbow import fit_elbow, robust_elbow
 
 
 def use_style() -> None:
@@ -30,6 +30,7 @@ def plot_elbow(
     label: str = "AdapterTune",
     references: dict[str, float] | None = None,
     fit=None,
+    elbow=None,
 ) -> plt.Axes:
     """Accuracy against adapter rank (log2 x-axis), mean ± std over seeds.
 
@@ -37,7 +38,8 @@ def plot_elbow(
         ranks: the ranks swept, e.g. ``[1, 2, 4, ..., 64]``.
         accuracies: ``(len(ranks), n_seeds)`` accuracies in [0, 1].
         references: horizontal lines, e.g. ``{"head-only": 0.71, "full fine-tuning": 0.93}``.
-        fit: an :class:`~adaptertune_lite.elbow.ElbowFit`: draws the fitted curve and marks its elbow.
+        fit: an :class:`~adaptertune_lite.elbow.ElbowFit`: draws the fitted curve.
+        elbow: a :class:`~adaptertune_lite.elbow.RobustElbow`: marks it, with its interval over seeds.
     """
     ax = ax or plt.gca()
     acc = 100 * np.asarray(accuracies, dtype=float).reshape(len(ranks), -1)
@@ -47,11 +49,12 @@ def plot_elbow(
         dense = np.geomspace(min(ranks), max(ranks), 100)
         ax.plot(dense, 100 * fit(dense), color="C0", alpha=0.5, lw=2,
                 label="fitted curve (a power law in r that levels off)")
-        if fit.elbow < fit.max_rank:
-            ax.axvline(fit.elbow, color="C3", ls=":", lw=2,
-                       label=f"elbow r={fit.elbow}: up to r={fit.max_rank} adds < {100 * fit.threshold:g} point")
-        else:  # the rule found no rank from which the rest of the grid adds less than the threshold
-            ax.plot([], [], " ", label=f"no elbow up to r={fit.max_rank}: still rising ≥ {100 * fit.threshold:g} point")
+    if elbow is not None and elbow.rank < elbow.max_rank:
+        if elbow.n_seeds > 1 and elbow.low < elbow.high:
+            ax.axvspan(elbow.low, elbow.high, color="C3", alpha=0.1, label=f"its 95 % interval over {elbow.n_seeds} seeds")
+        ax.axvline(elbow.rank, color="C3", ls=":", lw=2, label=f"elbow r={elbow.rank}: {100 * elbow.share:.0f} % of the gain")
+    elif elbow is not None:
+        ax.plot([], [], " ", label=f"no elbow up to r={elbow.max_rank}: the gain comes at the largest rank")
     for i, (name, value) in enumerate((references or {}).items()):
         ax.axhline(100 * value, ls="--", lw=1, color=f"C{i + 1}", label=name)
     ax.set_xscale("log", base=2)
@@ -64,14 +67,15 @@ def plot_elbow(
 
 def elbow_figure(results: Sequence[dict], title: str = "", metric: str = "test_acc", threshold: float = 0.01,
                  references: dict[str, float] | None = None, ax: plt.Axes | None = None) -> plt.Figure:
-    """Accuracy against rank from sweep ``results``, with the fitted saturating curve and its elbow
-    (:func:`~adaptertune_lite.elbow.fit_elbow`) once there are at least 3 ranks."""
+    """Accuracy against rank from sweep ``results``, with the fitted saturating curve
+    (:func:`~adaptertune_lite.elbow.fit_elbow`) once there are at least 3 ranks, and the elbow
+    (:func:`~adaptertune_lite.elbow.robust_elbow`: the first rank with 90 % of the gain) with its interval."""
     ranks, acc = experiments.by_rank(results, metric)
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 4.2))
     fig = ax.figure
     fit = fit_elbow(ranks, acc, threshold) if len(ranks) >= 3 else None
-    plot_elbow(ranks, acc, ax=ax, fit=fit, references=references)
+    plot_elbow(ranks, acc, ax=ax, fit=fit, elbow=robust_elbow(ranks, acc) if len(ranks) >= 2 else None, references=references)
     ax.set_ylabel(f"{'validation' if metric == 'val_acc' else 'test'} accuracy (%)")
     ax.set_title(title)
     fig.tight_layout()

@@ -71,7 +71,7 @@ with torch.no_grad():
     pooled = model.forward_head(model.norm(h), pre_logits=True)  # the [CLS] token after the final norm: (B, D)
     logits = model.head(pooled)  # (B, 10)
     print("pooled:", pooled.shape, "-> logits:", logits.shape)
-    assert torch.equal(logits, model(x))  # our hand-made forward pass is the model's
+    at.claims.claim(torch.equal(logits, model(x)), "our hand-made forward pass computes exactly the model's logits")
 
 # %% [markdown]
 # Inside a block the stream `x` is only ever *added to*:
@@ -90,7 +90,6 @@ with torch.no_grad():
     x1 = x0 + block.drop_path1(block.ls1(block.attn(block.norm1(x0))))  # attention sub-layer, residual add
     x2 = x1 + block.drop_path2(block.ls2(block.mlp(block.norm2(x1))))  # MLP sub-layer, residual add
     print("block(x) == hand-written block:", torch.equal(block(x0), x2))
-    assert torch.equal(block(x0), x2)
 
 # %% [markdown]
 # ## 2 · An adapter from scratch
@@ -149,7 +148,6 @@ kit.load_state_dict(mine.state_dict())  # same random W_down in both (same names
 h = torch.randn(8, 17, d)
 same = torch.equal(mine(h), kit(h))
 print("my adapter == at.Adapter:", same)
-assert same
 print("output of a zero-initialised adapter is exactly zero:", torch.equal(kit(h), torch.zeros_like(h)))
 
 # %% [markdown]

@@ -73,7 +73,8 @@ for placement in at.PLACEMENTS:
 identity = pd.DataFrame(rows)
 display(identity.style.hide(axis="index").format({"max |Δ logit|": "{:.1e}"}))
 n_equal = int(identity["torch.equal"].sum())
-assert n_equal == len(identity) and identity["max |Δ logit|"].max() == 0.0
+at.claims.claim(n_equal == len(identity) and identity["max |Δ logit|"].max() == 0.0,
+                "a zero-initialised adapter leaves the logits bitwise unchanged, in every placement")
 display(Markdown(f"**bitwise identical: {n_equal} of {len(identity)} placements**"))
 
 # %% [markdown]
@@ -104,7 +105,8 @@ with torch.no_grad():
     ])
 backbone.eval()
 display(modes.style.hide(axis="index"))
-assert not modes.loc[0, "two passes equal"] and modes.loc[1, "adapted == original"] and modes.loc[2, "adapted == original"]
+at.claims.claim(not modes.loc[0, "two passes equal"] and modes.loc[1, "adapted == original"] and modes.loc[2, "adapted == original"],
+                "stochastic depth makes train mode random; in eval mode, and on the kit backbone in both, the identity holds")
 
 # %% [markdown]
 # ## 2 · The gradient story at step 0
@@ -129,7 +131,8 @@ def grad_table(model) -> pd.DataFrame:
 
 
 step0 = grad_table(model)
-assert (step0["‖∂L/∂W_down‖"] == 0).all() and (step0["‖∂L/∂W_up‖"] > 0).all()
+at.claims.claim((step0["‖∂L/∂W_down‖"] == 0).all() and (step0["‖∂L/∂W_up‖"] > 0).all(),
+                "at step 0 every W_down gradient is exactly zero and every W_up gradient is not")
 fig, ax = plt.subplots(figsize=(6.5, 3.2))
 ax.bar(step0["block"] - 0.2, step0["‖∂L/∂W_up‖"], width=0.4, label="‖∂L/∂W_up‖")
 ax.bar(step0["block"] + 0.2, step0["‖∂L/∂W_down‖"], width=0.4, label="‖∂L/∂W_down‖ (exactly 0)")
@@ -186,9 +189,11 @@ def first_step(weight_decay: float) -> pd.DataFrame:
 no_decay, decay = first_step(0.0), first_step(WD)
 display(Markdown("**weight decay 0**"), no_decay.style.hide(axis="index").format(precision=6),
         Markdown(f"**weight decay {WD}**"), decay.style.hide(axis="index").format(precision=6))
-assert no_decay["W_down unchanged"].all() and no_decay["|ΔW_up| = lr·|g|/(|g|+ε)"].all()
-assert np.allclose(no_decay["median |ΔW_up| / lr"], 1.0, atol=1e-3)
-assert not decay["W_down unchanged"].any() and np.allclose(decay["W_down scale after step"], 1 - LR * WD, rtol=1e-6)
+at.claims.claim(no_decay["W_down unchanged"].all() and no_decay["|ΔW_up| = lr·|g|/(|g|+ε)"].all()
+                and np.allclose(no_decay["median |ΔW_up| / lr"], 1.0, atol=1e-3),
+                "without weight decay, AdamW's first step leaves W_down alone and moves W_up by about lr per entry")
+at.claims.claim(not decay["W_down unchanged"].any() and np.allclose(decay["W_down scale after step"], 1 - LR * WD, rtol=1e-6),
+                "with weight decay, the first step shrinks W_down by exactly lr · weight decay")
 display(Markdown(
     f"With weight decay 0 the first step leaves every `W_down` **exactly** as it was and moves each `W_up` entry "
     f"by `lr` (median |ΔW_up| / lr = {no_decay['median |ΔW_up| / lr'].median():.4f}). With weight decay {WD}, "
@@ -208,7 +213,8 @@ for _ in range(2):  # step 0, then the gradients after one update
         optimizer.step()
 step1 = grad_table(model)
 display(step1.style.hide(axis="index").format(precision=4))
-assert (step1["‖∂L/∂W_down‖"] > 0).all() and (step1["‖∂L/∂W_up‖"] > 0).all()
+at.claims.claim((step1["‖∂L/∂W_down‖"] > 0).all() and (step1["‖∂L/∂W_up‖"] > 0).all(),
+                "after one step both projections get gradients")
 
 # %% [markdown]
 # ## 4 · Why `W_down` must not be zero too
@@ -232,7 +238,8 @@ after = pd.DataFrame([{"adapter": n, "max|W_down|": a.down.weight.abs().max().it
                        "max|W_up|": a.up.weight.abs().max().item(), "max|b_up|": a.up.bias.abs().max().item()}
                       for n, a in at.adapters_of(collapsed).items()])
 display(after.style.hide(axis="index").format(precision=5))
-assert (after["max|W_down|"] == 0).all() and (after["max|W_up|"] == 0).all() and (after["max|b_up|"] > 0).all()
+at.claims.claim((after["max|W_down|"] == 0).all() and (after["max|W_up|"] == 0).all() and (after["max|b_up|"] > 0).all(),
+                "with both projections at zero, only b_up moves")
 display(Markdown("After 5 steps both projections are **still exactly zero**; only `b_up` moved: each adapter is now a "
                  "constant bias. AdapterTune's random `W_down` is what lets `W_up` learn from the first step."))
 
@@ -263,7 +270,8 @@ ax.set_xlabel("σ of W_up's initialisation")
 ax.set_ylabel("max |Δ logit| over the batch (logit units)")
 ax.set_title(f"Near-identity, not identity (slope {slope:.2f} for small σ)")
 plt.show()
-assert 0.9 < slope < 1.1 and all(torch.equal(a, b) for d in downs for a, b in zip(d, downs[0]))
+at.claims.claim(0.9 < slope < 1.1 and all(torch.equal(a, b) for d in downs for a, b in zip(d, downs[0])),
+                f"the deviation grows in proportion to σ (slope {slope:.2f} on log-log axes), with the same W_down for every σ")
 
 # %% [markdown]
 # The package's three inits (`at.Adapter(init=...)`) draw `W_down` the same way: for one seed, every init
@@ -283,7 +291,8 @@ inits = pd.DataFrame(rows)
 display(inits.style.hide(axis="index").format({"max |Δ logit|": "{:.2e}", "mean |Δ logit|": "{:.2e}"}))
 same_down = all(torch.equal(a, b) for i in inits_down for a, b in zip(inits_down[i], inits_down["zero"]))
 small_dev = inits.set_index("init").loc["small", "max |Δ logit|"]
-assert same_down and 0 < small_dev < inits.set_index("init").loc["random", "max |Δ logit|"]
+at.claims.claim(same_down and 0 < small_dev < inits.set_index("init").loc["random", "max |Δ logit|"],
+                "small init is near-identity: it deviates, but less than random init")
 display(Markdown(f"Same `W_down` in every block for every init: **{same_down}**. Small init: max deviation "
                  f"{small_dev:.2e}, near the identity but not equal to it."))
 
@@ -329,7 +338,8 @@ ax.set_ylabel("‖A(h)‖ / ‖h‖ (mean over tokens)")
 ax.set_title("Adapter updates start at exactly zero and grow")
 ax.legend(fontsize="small", ncol=2)
 plt.show()
-assert all(v[0] == 0.0 for v in relative.values()) and all(v[-1] > 0 for v in relative.values())
+at.claims.claim(all(v[0] == 0.0 for v in relative.values()) and all(v[-1] > 0 for v in relative.values()),
+                "every block's adapter output starts at exactly zero and grows with training")
 largest = max(relative, key=lambda b: relative[b][-1])
 display(Markdown(f"After {result.steps} steps the largest relative update is block {largest}'s: "
                  f"{100 * relative[largest][-1]:.2f} % of the stream's norm; every adapter started at exactly 0."))

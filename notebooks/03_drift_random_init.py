@@ -103,8 +103,8 @@ ax.set_ylabel("pretraining-head accuracy (fraction)")
 ax.set_title("Before any training step")
 ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, never over a bar
 plt.show()
-assert (damage.query("init == 'zero'")["accuracy"] == baseline).all()  # exactly the pretrained function
-assert summary.loc["random", "mean"] < baseline  # random init damages it before any learning
+at.claims.claim((damage.query("init == 'zero'")["accuracy"] == baseline).all(), "zero init keeps the pretrained accuracy exactly")
+at.claims.claim(summary.loc["random", "mean"] < baseline, "random init lowers it before any learning")
 small_shift, small_changed = summary.loc["small", "max_shift"], summary.loc["small", "changed"]
 display(Markdown(
     f"Why **small is (nearly) zero** here: small init moves no logit by more than {small_shift:.2e}, and changes "
@@ -204,8 +204,10 @@ ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # bes
 plt.show()
 
 step0 = {t: {i: drift[(i, 0, t)] for i in INITS} for t in ("all", "cls")}
-assert all(v == 1.0 or abs(v - 1.0) < 1e-9 for v in step0["all"]["zero"] + step0["cls"]["zero"])  # identical features
-assert min(step0["all"]["random"]) < min(step0["all"]["zero"]) and min(step0["cls"]["random"]) < 1.0
+at.claims.claim(all(v == 1.0 or abs(v - 1.0) < 1e-9 for v in step0["all"]["zero"] + step0["cls"]["zero"]),
+                "at step 0 zero init's features are the pretrained ones (CKA 1)")
+at.claims.claim(min(step0["all"]["random"]) < min(step0["all"]["zero"]) and min(step0["cls"]["random"]) < 1.0,
+                "at step 0 random init's features have already moved (CKA below 1)")
 table_b = pd.DataFrame({f"{t}, step {s}": {i: drift[(i, s, t)][-1] for i in INITS}
                         for t in ("all", "cls") for s in (0, steps_total)})
 display(Markdown("**linear CKA to the pretrained features, last block** (all tokens and CLS token):"),

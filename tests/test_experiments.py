@@ -193,3 +193,25 @@ def test_the_figures_command_exports_png_and_svg_from_cached_results(tmp_path):
     names = sorted(p.name for p in (tmp_path / "fig").iterdir())
     assert names == ["lecture_elbow.png", "lecture_elbow.svg", "rank_elbow.png", "rank_elbow.svg"]
     assert all((tmp_path / "fig" / n).stat().st_size > 1000 for n in names)
+
+
+# ----------------------------------------------------------------------------- a robust elbow
+def test_the_robust_elbow_is_the_first_rank_with_most_of_the_gain_not_the_last_grid_point():
+    ranks = [1, 2, 4, 8, 16, 32, 64]
+    curve = np.array([0.60, 0.70, 0.78, 0.84, 0.88, 0.89, 0.90])  # gain 0.30; 90 % of it = 0.87, first reached at r = 16
+    e = at.robust_elbow(ranks, curve[:, None] + np.array([0.0, 0.002, -0.002]))  # three seeds, tiny noise
+    assert (e.rank, e.n_seeds, e.max_rank) == (16, 3, 64) and e.low <= 16 <= e.high
+    assert "r = 16" in e.sentence() and "3 seeds" in e.sentence()
+    one = at.robust_elbow(ranks, curve)
+    assert one.rank == 16 and np.isnan(one.low) and "one seed: no interval" in one.sentence()
+
+
+def test_the_robust_elbow_interval_widens_when_the_seeds_disagree_and_says_when_there_is_no_elbow():
+    ranks = [1, 2, 4, 8]
+    noisy = np.array([[0.5, 0.5, 0.5], [0.6, 0.6, 0.6], [0.95, 0.6, 0.95], [0.95, 0.95, 0.95]])  # the seeds disagree at r = 4
+    e = at.robust_elbow(ranks, noisy)
+    assert e.low < e.high
+    straight = at.robust_elbow(ranks, np.array([0.1, 0.2, 0.3, 0.9]))  # all the gain at the last rank
+    assert straight.rank == 8 and "no elbow within the grid" in straight.sentence()
+    with pytest.raises(ValueError, match="share"):
+        at.robust_elbow(ranks, noisy, share=1.5)

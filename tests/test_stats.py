@@ -5,6 +5,7 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
+import adaptertune_lite as at
 from adaptertune_lite.stats import paired_difference
 
 
@@ -39,3 +40,9 @@ def test_fewer_than_three_seeds_never_make_a_difference():
 def test_unpaired_input_fails_clearly():
     with pytest.raises(ValueError, match="equally long"):
         paired_difference([0.9, 0.8, 0.7], [0.9, 0.8])
+
+
+def test_a_claim_prints_whether_it_holds_and_never_raises(capsys):
+    assert at.claims.claim(True, "two is even") is True
+    assert at.claims.claim(0 > 1, "zero exceeds one") is False  # a student's changed seed: reported, not raised
+    assert capsys.readouterr().out.splitlines() == ["✓ two is even", f"{at.claims.FAILS} zero exceeds one"]

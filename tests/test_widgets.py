@@ -22,7 +22,8 @@ def test_the_static_elbow_figure_has_the_fit_and_the_elbow(tmp_path):
     results = at.experiments.run_elbow(TINY, [1, 2, 4], [0], tmp_path, progress=False)
     fig = at.plots.elbow_figure(results, title="tiny")
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert any(label.startswith("fitted curve") for label in labels) and any(label.startswith("elbow r=") for label in labels)
+    assert any(label.startswith("fitted curve") for label in labels)
+    assert any(label.startswith(("elbow r=", "no elbow up to r=4")) for label in labels)  # the robust elbow, or none in the grid
     assert fig.axes[0].get_xlabel().startswith("adapter rank")
 
 
