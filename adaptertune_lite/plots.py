@@ -100,11 +100,18 @@ def lecture_figure(results: Sequence[dict], highlight: int, full_params: int, ti
     return fig
 
 
+def placement_label(config: dict) -> str:
+    """A run's placement as the figures and tables name it: ``"parallel"``, or ``"parallel (s = 0.1)"`` when its
+    adapters are scaled by something other than 1."""
+    scale = config.get("scale", 1.0)
+    return config["placement"] + ("" if scale == 1.0 else f" (s = {scale:g})")
+
+
 def placement_figure(results: Sequence[dict], highlight: dict | None = None, ax: plt.Axes | None = None) -> plt.Figure:
     """A dot plot, one row per (placement, blocks), sorted by test accuracy: the mean over seeds with the range of
     the seeds as a bar, colour = placement. Each row's label gives its trainable parameters and seconds per run, so
     no two labels can overlap, however many runs share a parameter count. ``highlight``: a config dict to circle."""
-    rows = pd.DataFrame([{"placement": r["config"]["placement"], "blocks": str(r["config"]["blocks"]),
+    rows = pd.DataFrame([{"placement": placement_label(r["config"]), "blocks": str(r["config"]["blocks"]),
                           "acc": 100 * r["test_acc"], "params": r["trainable_params"], "time": r["wall_time_s"]}
                          for r in results])
     stats = (rows.groupby(["placement", "blocks"], sort=False)
@@ -117,7 +124,7 @@ def placement_figure(results: Sequence[dict], highlight: dict | None = None, ax:
     for y, row in stats.iterrows():
         ax.plot([row.low, row.high], [y, y], color=colours[row.placement], lw=2, alpha=0.5)  # the seeds' range
         ax.scatter(row.acc, y, s=70, color=colours[row.placement], zorder=3)
-        if highlight and (row.placement, row.blocks) == (highlight["placement"], str(highlight["blocks"])):
+        if highlight and (row.placement, row.blocks) == (placement_label(highlight), str(highlight["blocks"])):
             ax.scatter(row.acc, y, s=400, facecolors="none", edgecolors="C3", linewidths=2.5, zorder=4)
     ax.set_yticks(range(len(stats)),
                   [f"{r.placement} on {r.blocks} · {r.params / 1e3:.0f}k params · {r.time:.0f} s" for r in stats.itertuples()])

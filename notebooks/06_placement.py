@@ -47,9 +47,15 @@ at.plots.use_style()
 # | --- | --- | --- |
 # | `post_block` | on the residual stream after the block: `x ← x + A(x)` | AdapterTune (the paper) |
 # | `post_attn` | on the attention output, before its residual add | Houlsby et al. 2019 (half) |
-# | `post_mlp` | on the MLP output, before its residual add | Houlsby et al. 2019 (half) |
+# | `post_mlp` | on the MLP output, before its residual add | Pfeiffer et al. 2021 (half of Houlsby's) |
 # | `houlsby` | both of the above: two adapters per block | Houlsby et al. 2019 |
-# | `parallel` | beside the MLP, fed the MLP's input: `MLP(h) + A(h)` | AdaptFormer (Chen et al. 2022) |
+# | `parallel` | beside the MLP, fed the MLP's input: `MLP(h) + s·A(h)` | AdaptFormer's position (Chen et al. 2022) |
+#
+# Only `parallel` at AdaptFormer's own scale is AdaptFormer's adapter: it multiplies the branch by `s = 0.1`
+# (notebook 02). At `s = 1` and `post_block`'s learning rate, `parallel` tests the *position* alone, and a
+# tenth of the scale is also a tenth of the step each update makes to the features (notebook 05), so the sweep
+# runs both: `parallel` (s = 1) and `parallel (s = 0.1)`, at the same learning rate (AdaptFormer tuned its own;
+# we did not, which is worth remembering when reading its row).
 #
 # And in **which blocks**: all, every second one, the first two, or the last two. `print` shows where
 # each adapter went; the backbone's own parameter names never change.
@@ -64,22 +70,24 @@ print(list(at.adapters_of(model)))  # names of every adapter
 # ## The sweep
 #
 # Same recipe and rank for every run (the profile's AdapterTune recipe, r = 16); only where
-# the adapters sit changes. In FAST mode: the five placements on all blocks, and `post_block` on the three
-# other block choices, one seed. Otherwise every combination with three seeds.
+# the adapters sit changes. In FAST mode: the five placements (and AdaptFormer's scale) on all blocks with three
+# seeds, and `post_block` on the three other block choices with one. Otherwise every combination with three seeds.
 
 # %%
 BASE = at.RunConfig.for_profile("adapter_tune", P)  # lr, epochs, training images
 PLACEMENTS = list(at.PLACEMENTS)
 BLOCKS = ["all", at.every_k(2), at.first_k(2), at.last_k(2)]  # which blocks get adapters
 OUT = at.experiments.runs_root() / "06_placement"  # results cache (one JSON per run)
+SEEDS = [0, 1, 2]  # three seeds: the fewest a paired interval can call a difference with
+ADAPTFORMER = at.grid(BASE.replace(placement="parallel", scale=0.1), seed=SEEDS)  # AdaptFormer's scale s = 0.1
 if at.fast_mode():
-    configs = at.grid(BASE, placement=PLACEMENTS) + at.grid(BASE, blocks=BLOCKS[1:])
+    configs = at.grid(BASE, placement=PLACEMENTS, seed=SEEDS) + ADAPTFORMER + at.grid(BASE, blocks=BLOCKS[1:])
 else:
-    configs = at.grid(BASE, placement=PLACEMENTS, blocks=BLOCKS, seed=[0, 1, 2])
+    configs = at.grid(BASE, placement=PLACEMENTS, blocks=BLOCKS, seed=SEEDS) + ADAPTFORMER
 results = at.sweep(configs, OUT)
 
 # %%
-rows = pd.DataFrame([{"placement": r["config"]["placement"], "blocks": str(r["config"]["blocks"]), "seed": r["config"]["seed"],
+rows = pd.DataFrame([{"placement": at.plots.placement_label(r["config"]), "blocks": str(r["config"]["blocks"]), "seed": r["config"]["seed"],
                       "test accuracy %": 100 * r["test_acc"], "trainable parameters": r["trainable_params"],
                       "seconds per run": r["wall_time_s"]} for r in results])
 table = (rows.groupby(["placement", "blocks"], sort=False).mean().drop(columns="seed").reset_index()

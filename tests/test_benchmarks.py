@@ -64,7 +64,7 @@ def test_the_paper_profile_cost_estimate_counts_every_notebook_and_says_it_is_an
     assert "an **estimate**" in report and "assumed 30 % utilisation" in report
     cost = json.loads((tmp_path / "paper_profile_cost.json").read_text())
     runs = {name: row["runs"] for name, row in cost["notebooks"].items()}
-    assert runs == {"04_transfer_methods": 18, "05_rank_elbow": 42, "06_placement": 62, "07_paper_setting": 15}
+    assert runs == {"04_transfer_methods": 18, "05_rank_elbow": 42, "06_placement": 62, "07_paper_setting": 14}
     for row in cost["notebooks"].values():  # a T4 is slower than an A100, which is slower than an H100
         minutes = row["minutes"]
         assert minutes["Colab T4 (fp16)"] > minutes["A100 (bf16)"] > minutes["H100 SXM (bf16)"] > 0

@@ -35,6 +35,7 @@ EXPECTED = {
                              "pretraining-head accuracy at step 0", "linear CKA", "relative change of pooled features",
                              "paired by seed", "CLS"],
     "04_transfer_methods": ["95 % CI", "raw-pixel logistic regression", "pretraining buys (points)", "kit profile",
+                            "head-only on left_digit: validation",
                             "Memory per training step", "activations"],
     "05_rank_elbow": ["% of full fine-tuning", "of the gain from the smallest to the largest rank is reached at",
                       "full recipe: 90 % of the gain", "3 seeds", "one seed: no interval", "smaller set's elbow"],

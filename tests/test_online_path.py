@@ -190,6 +190,7 @@ PAPER_NOTEBOOKS = {  # notebook -> what its outputs must show in the paper profi
     "05_rank_elbow": [f"paper profile: {MODEL} on pets", "width d = 192, 12 blocks", "of the gain from the smallest to the largest rank",
                       "No shipped full-recipe sweep for this profile"],
     "06_placement": [f"paper profile: {MODEL} on pets", "− post_block on all:", "faster** with"],
+    "lecture_elbow_demo": [f"paper profile: {MODEL} on pets", "notebook 05's sweep in the paper profile (7 runs"],
     "04_transfer_methods": [f"paper profile: {MODEL} on pets", "95 % CI", "No raw-pixel baseline on pets",
                             "pretraining buys (points)", f"one training step of 8 images on {MODEL}"],
 }

@@ -25,6 +25,13 @@ def test_the_default_target_has_a_fast_and_a_full_budget():
     assert kit_n_train(fast=True) == BUDGETS[DEFAULT_TARGET]["fast"]["n_train"] and kit_n_train(fast=False) is None
 
 
+def test_head_only_gets_ten_times_the_epochs_because_its_cached_features_make_them_nearly_free():
+    for fast in (True, False):
+        epochs = BUDGETS[DEFAULT_TARGET]["fast" if fast else "full"]["epochs"]
+        assert kit_recipe("head_only", fast=fast).epochs == at.recipes.HEAD_ONLY_EPOCHS_FACTOR * epochs
+        assert kit_recipe("adapter_tune", fast=fast).epochs == epochs
+
+
 def test_recipes_follow_fast_mode_when_not_told(monkeypatch):
     monkeypatch.setenv("ADAPTERTUNE_FAST", "1")
     assert kit_recipe("head_only", "mnist5k") == kit_recipe("head_only", "mnist5k", fast=True)
