@@ -93,7 +93,7 @@ display(summary.replace({"method": NAMES}).rename(columns=LABELS).style
         .set_caption(f"mean over seeds {SEEDS}").hide(axis="index"))
 
 # %% [markdown]
-# Is head-only trained to convergence? It trains on cached features, so ten times the other methods' epochs cost
+# Is head-only trained to convergence? It trains on cached features, so forty times the other methods' epochs cost
 # seconds. To check, the same run at a quarter of its epochs (seed 0): if the full run gains less than a point of
 # validation accuracy over it, head-only has converged, and its gap to the others is not a step-budget effect.
 
