@@ -113,8 +113,9 @@ def run_flops(model: nn.Module, method: str, n_train: int, epochs: int, n_eval: 
     pass over ``n_eval`` validation and test images. ``model`` is a throwaway: its trainable flags change."""
     x = torch.zeros(1, 3, image_size, image_size)
     forward = forward_flops(model, x)
-    train_images = n_train if method == "head_only" else 0
-    return epochs * n_train * step_flops(model, x, method) * (method != "head_only") + (train_images + n_eval) * forward
+    if method == "head_only":
+        return (n_train + n_eval) * forward
+    return epochs * n_train * step_flops(model, x, method) + n_eval * forward
 
 
 def gpu_seconds(flops: float, utilisation: float = ASSUMED_UTILISATION) -> dict[str, float]:

@@ -95,7 +95,7 @@ TORCHVISION_RECIPES: dict[str, Recipe] = {
 DEFAULT_TARGET = "left_digit"  # the dataset of every comparison, elbow and placement demo
 EASY_TARGETS = ("mnist5k", "digits")  # where a linear probe on the frozen features is already strong
 
-# Per method on the kit backbone (the rest of each recipe is Recipe()'s; epochs come from BUDGETS, x10 for head-only).
+# Per method on the kit backbone (the rest of each recipe is Recipe()'s; epochs come from BUDGETS, x HEAD_ONLY_EPOCHS_FACTOR for head-only).
 KIT_RECIPES: dict[str, Recipe] = {
     "head_only": Recipe(lr=3e-2),  # head on cached features (chosen on validation: see below)
     "adapter_tune": Recipe(lr=5e-3),  # adapters + head
@@ -134,11 +134,15 @@ BUDGETS: dict[str, dict[str, dict]] = {
 }
 
 
+def _pick(budgets: dict, fast: bool | None) -> dict:
+    """The ``"fast"`` or ``"full"`` entry of ``budgets``; ``fast=None`` follows FAST mode."""
+    return by_mode(budgets["fast"], budgets["full"]) if fast is None else budgets["fast" if fast else "full"]
+
+
 def _budget(dataset: str, fast: bool | None) -> dict:
     if dataset not in BUDGETS:
         raise ValueError(f"No kit recipe for dataset {dataset!r}: choose one of {', '.join(BUDGETS)}.")
-    budgets = BUDGETS[dataset]
-    return by_mode(budgets["fast"], budgets["full"]) if fast is None else budgets["fast" if fast else "full"]
+    return _pick(BUDGETS[dataset], fast)
 
 
 def kit_recipe(method: str, dataset: str = DEFAULT_TARGET, fast: bool | None = None) -> Recipe:
@@ -205,7 +209,7 @@ class Profile:
         """``{"n_train", "epochs"}`` of this profile's FAST or full budget (``fast=None``: follow FAST mode)."""
         if self.name == "kit":
             return _budget(self.dataset, fast)
-        return by_mode(PAPER_BUDGET["fast"], PAPER_BUDGET["full"]) if fast is None else PAPER_BUDGET["fast" if fast else "full"]
+        return _pick(PAPER_BUDGET, fast)
 
     def recipe(self, method: str, fast: bool | None = None) -> Recipe:
         """The :class:`Recipe` a run of ``method`` gets in this profile."""
