@@ -305,3 +305,20 @@ def run_elbow(base: RunConfig, ranks: Sequence[int], seeds: Sequence[int], out_d
               progress: bool = True) -> list[dict]:
     """Run (or load from ``out_dir``) AdapterTune at every rank x seed of ``base``; results in grid order."""
     return sweep(grid(base, rank=list(ranks), seed=list(seeds)), out_dir, progress=progress)
+
+
+KIT_REPORT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "kit_vit_tiny.json"  # in a clone of the repo
+
+
+def full_recipe_elbow(ranks: Sequence[int], seeds: Sequence[int] = (0, 1, 2), report: str | os.PathLike = KIT_REPORT) -> list[dict]:
+    """The kit benchmark's AdapterTune runs at the kit profile's *full* recipe, every rank x seed, matched by key
+    (config and kit version) in the committed report ``benchmarks/results/kit_vit_tiny.json``; ``[]`` when the
+    report is not there (a pip install has no ``benchmarks/``) or lacks any of them. A CPU cannot run these in
+    a lecture; they show what the curve looks like after full training."""
+    path = Path(report)
+    if not path.is_file():
+        return []
+    shipped = json.loads(path.read_text())["runs"]
+    configs = grid(RunConfig.for_profile("adapter_tune", "kit", fast=False), rank=list(ranks), seed=list(seeds))
+    found = [shipped[c.key()] for c in configs if c.key() in shipped]
+    return found if len(found) == len(configs) else []

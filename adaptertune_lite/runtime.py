@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata as md
 import os
@@ -118,7 +119,9 @@ class Precision:
     reason: str
 
 
-@functools.lru_cache(maxsize=None)
+_EMULATED: list[Precision] = []  # set by ``emulate_precision``: the policy every device gets while it is active
+
+
 def precision(device: torch.device) -> Precision:
     """The kit's mixed-precision policy for ``device``, with the reason:
 
@@ -127,7 +130,52 @@ def precision(device: torch.device) -> Precision:
     * other CUDA GPUs (T4, V100: compute capability 7.x): fp16 autocast with a ``GradScaler``; bf16 would
       run without tensor cores there.
     * CPU (and MPS): fp32.
+
+    On a GPU, ``train.fit`` also stores the frozen matmul weights in the compute dtype
+    (:func:`frozen_weights_in`). Inside :func:`emulate_precision` every device gets the emulated policy.
     """
+    return _EMULATED[-1] if _EMULATED else _policy(device)
+
+
+@contextlib.contextmanager
+def emulate_precision(dtype: torch.dtype):
+    """Train and evaluate in ``dtype`` on any device while inside, e.g. bf16 on a CPU: what a GPU run computes,
+    measured where there is no GPU (``benchmarks/precision_check.py``). No gradient scaler: a CPU has no fp16 path."""
+    _EMULATED.append(Precision(dtype, False, f"emulated {str(dtype).removeprefix('torch.')} (emulate_precision)"))
+    try:
+        yield _EMULATED[-1]
+    finally:
+        _EMULATED.pop()
+
+
+@contextlib.contextmanager
+def frozen_weights_in(model: torch.nn.Module, dtype: torch.dtype):
+    """Store the frozen weights and biases of ``model``'s ``Linear`` and ``Conv2d`` layers in ``dtype`` while inside;
+    put the originals back, bit for bit, on exit.
+
+    Under autocast to ``dtype`` this computes exactly what fp32 storage computes: autocast casts those tensors to
+    ``dtype`` for every matmul anyway, and, because they do not require grad, it does so again on every use and
+    keeps each copy for the backward pass. Stored in ``dtype`` they need neither. Norms, position embeddings and
+    tokens stay fp32, because autocast runs them in fp32; trained parameters stay fp32 for the optimiser. The
+    fp32 originals wait on the host, so the device holds only the ``dtype`` copy. ``dtype=float32``: nothing changes.
+    """
+    saved: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+    if dtype != torch.float32:
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                for p in module.parameters(recurse=False):
+                    if not p.requires_grad and p.dtype == torch.float32:
+                        saved.append((p, p.data.to("cpu", copy=True)))
+                        p.data = p.data.to(dtype)
+    try:
+        yield model
+    finally:
+        for p, original in saved:
+            p.data = original.to(p.device)
+
+
+@functools.lru_cache(maxsize=None)
+def _policy(device: torch.device) -> Precision:
     if device.type != "cuda":
         return Precision(torch.float32, False, f"{device.type}: fp32")
     major, minor = torch.cuda.get_device_capability(device)

@@ -33,7 +33,7 @@ from .data import decode_all, iterate, should_preload, transform_of
 from .meters import PeakMemory
 from .params import count_parameters, set_trainable
 from .recipes import Recipe
-from .runtime import autocast, get_device, precision, seed_everything, use_cpu_threads
+from .runtime import autocast, frozen_weights_in, get_device, precision, seed_everything, use_cpu_threads
 from .shortcuts import shortcut
 from .transforms import augmentation
 
@@ -213,7 +213,8 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None = None, *, method:
     set_trainable(model, method)
     model.to(device)
     start = time.perf_counter()
-    with PeakMemory(device) as memory, checkpointing(model, speed.grad_checkpointing):
+    # Frozen matmul weights in the compute dtype on a GPU (runtime.frozen_weights_in: exact; no-op in fp32).
+    with PeakMemory(device) as memory, checkpointing(model, speed.grad_checkpointing), frozen_weights_in(model, precision(device).dtype):
         # 2. What the loop trains on: the model on images, the head on cached features, or the suffix on cached
         #    tokens (augmented images change every epoch, so nothing is cached when the recipe augments).
         train, val = (decode_all(d, progress=progress) if d is not None and should_preload(d, device, speed.preload)

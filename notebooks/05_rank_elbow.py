@@ -24,9 +24,6 @@ if importlib.util.find_spec("adaptertune_lite") is None:  # Colab or a bare Pyth
 # Versions and device first, so every number below can be traced to what produced it.
 
 # %%
-import json
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -131,13 +128,9 @@ display(Markdown(f"**{elbow.sentence()}** Curve: {100 * acc.mean(1)[0]:.1f} % at
 # in the `kit` profile its shipped results sit beside this notebook's curve.
 
 # %%
-report = Path(at.__file__).resolve().parents[1] / "benchmarks" / "results" / "kit_vit_tiny.json"  # in a clone of the repo
-full_runs = []
-if P.name == "kit" and report.is_file():
-    shipped = json.loads(report.read_text())["runs"]
-    full_configs = at.grid(at.RunConfig.for_profile("adapter_tune", P, fast=False), rank=RANKS, seed=[0, 1, 2])
-    full_runs = [shipped[c.key()] for c in full_configs if c.key() in shipped]
-if len(full_runs) == 3 * len(RANKS):
+# the kit benchmark's runs at the full recipe (benchmarks/results/kit_vit_tiny.json, in a clone of the repo), by key
+full_runs = at.experiments.full_recipe_elbow(RANKS) if P.name == "kit" else []
+if full_runs:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for res, label in ((results, f"this notebook: {BASE.recipe.epochs} epochs, {BASE.n_train or 'all'} images"),
                        (full_runs, "full recipe (shipped): 15 epochs, all images")):

@@ -1,11 +1,15 @@
 """The benchmark scripts run end to end (tiny --quick configuration; the real runs write benchmarks/results/)."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from adaptertune_lite.recipes import HEAD_ONLY_EPOCHS_FACTOR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,12 +27,27 @@ def test_kit_backbone_benchmark_quick_run_writes_a_report(tmp_path):
     assert "QUICK SMOKE RUN" in report and "| bar | measured | target | pass |" in report
     for section in ("## Transfer to every offline target", "## Rank elbow", "## Few-shot regime", "## Live sweep",
                     "## left_digit at the course's full recipe", "left_digit (full recipe): full FT minus AdapterTune",
-                    "## left_digit: the gap bar and the elbow bar against the training budget", "Both bars pass at: "):
+                    "## left_digit: the gap bar and the elbow against the training budget", "The gap bar passes at: ",
+                    "Robust elbow (the smallest rank reaching 90 % of the gain", "Robust elbow at the full recipe: r = "):
         assert section in report
+    # the elbow margin hangs on the largest rank: reported with its interval, never as a bar
+    assert "elbow: gain(8->32) minus 3 x gain(32->64)" not in report and "| elbow margin (points) |" in report
+    assert report.index("The default target's bars at the course's full recipe") < report.index("Every target at the benchmark's budget")
     for target in ("mnist5k", "digits", "left_digit", "max_digit"):
         assert f"| {target} |" in report
     assert (tmp_path / "kit_vit_tiny_elbow.png").stat().st_size > 0
-    assert '"runs"' in (tmp_path / "kit_vit_tiny.json").read_text()
+    stored = json.loads((tmp_path / "kit_vit_tiny.json").read_text())["runs"]
+    head_only = [r["config"] for r in stored.values() if r["config"]["method"] == "head_only" and not r["config"].get("k_shot")]
+    assert head_only and all(c["epochs"] == HEAD_ONLY_EPOCHS_FACTOR * 1 for c in head_only)  # --quick: 1 epoch; head-only converges
+
+    # --reuse rebuilds the report from the committed runs without training them again (the engine's cache is gone)
+    shutil.rmtree(tmp_path / "engine_runs")
+    run_script("kit_backbone.py", "--quick", "--reuse", "--out", str(tmp_path))
+    rebuilt = (tmp_path / "kit_vit_tiny.md").read_text()
+    assert f"Runs: 0 trained for this report, {len(stored) - sum(k.startswith('pixel') for k in stored)} reused" in rebuilt
+    assert not (tmp_path / "engine_runs" / "runs").exists() or not any((tmp_path / "engine_runs" / "runs").iterdir())
+    tables = lambda text: text.split("## Transfer to every offline target")[1].split("## Live sweep")[0]  # noqa: E731
+    assert tables(rebuilt) == tables(report)  # the same runs, the same numbers
 
 
 @pytest.mark.slow
@@ -80,3 +99,26 @@ def test_the_gpu_check_runs_every_section_on_a_cpu_in_smoke_mode(tmp_path):
     assert check["graphs_per_sweep"]["unique_graphs"] == 1  # three fits of one shape, one compiled graph
     report = (tmp_path / "gpu_cpu.md").read_text()
     assert "FAILED" not in report and "--smoke" in report and "an estimate" in report
+
+
+@pytest.mark.slow
+def test_precision_check_quick_run_pairs_fp32_and_emulated_bf16(tmp_path):
+    run_script("precision_check.py", "--quick", "--seeds", "2", "--out", str(tmp_path))
+    report = (tmp_path / "precision_cpu_bf16.md").read_text()
+    assert "QUICK SMOKE RUN" in report and "| seed | fp32 | bf16 | bf16 − fp32 (points) |" in report
+    assert "Paired over seeds: bf16 − fp32" in report and "fewer than 3 seeds" in report  # 2 seeds never make a difference
+    stored = json.loads((tmp_path / "precision_cpu_bf16.json").read_text())
+    assert len(stored["test_acc"]["fp32"]) == len(stored["test_acc"]["bf16"]) == 2
+    assert stored["val_acc"]["fp32"] != stored["val_acc"]["bf16"]  # bf16 really ran: its rounding moves the numbers
+
+
+@pytest.mark.slow
+def test_kit_lr_quick_run_chooses_on_validation(tmp_path):
+    run_script("kit_lr.py", "--quick", "--out", str(tmp_path))
+    report = (tmp_path / "kit_lr.md").read_text()
+    assert "QUICK SMOKE RUN" in report and "## adapter_tune" in report and "## full_finetune" in report
+    stored = json.loads((tmp_path / "kit_lr.json").read_text())
+    for method, entry in stored["methods"].items():
+        val = np.array(entry["fast"]["val_acc"]).mean(1)
+        assert entry["fast"]["chosen"] == entry["grid"][int(val.argmax())]  # the best mean validation accuracy
+        assert "test" not in json.dumps(entry)  # test accuracy never enters the choice, nor the report

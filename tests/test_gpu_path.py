@@ -1,5 +1,7 @@
 """The GPU path, checked on a CPU where the fault shows on a CPU, and its mechanism where it needs CUDA."""
 
+import contextlib
+
 import pytest
 import timm.layers
 import torch
@@ -59,11 +61,11 @@ def test_precision_policy_picks_bf16_only_where_the_gpu_has_it(monkeypatch, capa
     the device's compute capability (mocked here; the GPU check runs it for real)."""
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a GPU")
-    runtime.precision.cache_clear()
+    runtime._policy.cache_clear()
     try:
         p = runtime.precision(torch.device("cuda", 0))
     finally:
-        runtime.precision.cache_clear()
+        runtime._policy.cache_clear()
     assert (p.dtype, p.scaler) == (dtype, scaler) and f"{capability[0]}.{capability[1]}" in p.reason
     assert runtime.precision(torch.device("cpu")).dtype == torch.float32
 
@@ -129,3 +131,53 @@ def test_compile_makes_one_graph_per_batch_shape_and_a_sweep_reuses_it():
     losses("eager")
     assert counters["stats"]["unique_graphs"] == 1  # the sweep's next fit: no new graph
     assert compiled == pytest.approx(losses(False), rel=1e-5, abs=1e-6)
+
+
+def test_frozen_matmul_weights_in_bf16_compute_exactly_what_autocast_computes(images):
+    """Autocast casts every frozen Linear/Conv weight to bf16 on every use and keeps the copy for backward; stored
+    in bf16 they need neither, and the forward and the adapters' gradients are bitwise the same. Norms, position
+    embeddings and trained parameters stay fp32, and on exit every weight is its fp32 original, bit for bit."""
+    model = at.add_adapters(tiny_vit(), rank=4, init="random")
+    at.set_trainable(model, "adapter_tune")
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def forward_and_grads():
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(images)
+        out.float().sum().backward()
+        return out, [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    out32, grads32 = forward_and_grads()
+    with runtime.frozen_weights_in(model, torch.bfloat16):
+        dtypes = {n: p.dtype for n, p in model.named_parameters()}
+        out16, grads16 = forward_and_grads()
+    assert dtypes["blocks.0.attn.qkv.weight"] == dtypes["patch_embed.proj.weight"] == dtypes["blocks.0.mlp.fc2.bias"] == torch.bfloat16
+    assert dtypes["blocks.0.norm1.weight"] == dtypes["pos_embed"] == dtypes["cls_token"] == torch.float32
+    assert all(dtypes[n] == torch.float32 for n, p in model.named_parameters() if p.requires_grad)  # adapters, head
+    assert torch.equal(out32, out16) and all(torch.equal(a, b) for a, b in zip(grads32, grads16))
+    assert all(v.dtype == original[k].dtype and torch.equal(v, original[k]) for k, v in model.state_dict().items())
+
+
+def test_fit_under_emulated_bf16_trains_with_frozen_weights_in_bf16_and_gives_them_back(digits):
+    """What fit does on a bf16 GPU, emulated on the CPU: bf16 autocast, frozen matmul weights stored in bf16 while
+    training, the fp32 backbone back afterwards. Outside the emulation a CPU trains in fp32 and stores nothing in bf16."""
+    for emulate in (True, False):
+        model = at.add_adapters(tiny_vit(), rank=4)
+        frozen = {k: v.clone() for k, v in model.state_dict().items() if ".adapter." not in k and not k.startswith("head.")}
+        seen = []
+        callback = lambda event: seen.append(model.blocks[0].mlp.fc1.weight.dtype)  # noqa: E731
+        with runtime.emulate_precision(torch.bfloat16) if emulate else contextlib.nullcontext():
+            assert runtime.precision(torch.device("cpu")).dtype == (torch.bfloat16 if emulate else torch.float32)
+            at.fit(model, digits.train, recipe=RECIPE, progress=False, callbacks=[callback])
+        assert set(seen) == {torch.bfloat16 if emulate else torch.float32}
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in frozen.items())  # bitwise, fp32
+    assert runtime.precision(torch.device("cpu")).dtype == torch.float32  # the emulation ended with its block
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: the CPU tests above check the mechanism")
+def test_fit_on_a_gpu_keeps_the_frozen_backbone_bitwise(digits):
+    model = at.add_adapters(tiny_vit(), rank=4)
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if ".adapter." not in k and not k.startswith("head.")}
+    at.fit(model, digits.train, recipe=RECIPE, progress=False, device="cuda")
+    assert all(torch.equal(v, model.state_dict()[k].cpu()) and model.state_dict()[k].dtype == torch.float32 for k, v in frozen.items())

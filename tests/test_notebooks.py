@@ -45,7 +45,8 @@ EXPECTED = {
     "08_lora_and_merging": ["step 0, LoRA model == backbone, bitwise: True", "LoRA layers left after merging: 0",
                             "same state_dict keys as the original backbone: True", "unexplained", "chosen lr", "95 % CI",
                             "change at r = 64 over change at r = 1", "served", "bitwise the original: True", "90 % of ΔW's energy"],
-    "lecture_elbow_demo": ["adaptertune-lite sweep", "21 runs on"],
+    "lecture_elbow_demo": ["adaptertune-lite sweep", "21 runs on", "of the gain from the smallest to the largest rank is reached at",
+                           "Budget: ", "**full recipe** (15 epochs, all images)"],
 }
 # Text that must never appear: a claim the notebook checks and prints, found false. Every notebook states its claims
 # with at.claims.claim, which prints FAILS instead of raising, so a student's changed seed never stops a notebook.

@@ -107,3 +107,18 @@ def test_the_widget_callbacks_also_work_under_ipywidgets_7_as_colab_ships_it():
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "not ipywidgets_7"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0 and " passed" in out.stdout, out.stdout[-3000:]
+
+
+def test_the_lecture_demo_is_one_message_per_slide():
+    """For presenting, each numbered section is one slide: one heading that makes one point, then the one cell whose
+    output shows it (the set-up cells come before the first slide)."""
+    import json  # noqa: PLC0415
+
+    cells = json.loads((ROOT / "notebooks" / "lecture_elbow_demo.ipynb").read_text())["cells"]
+    heads = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## ")]
+    titles = ["".join(cells[i]["source"]).splitlines()[0] for i in heads]
+    assert titles == [f"## {n} · {t}" for n, t in enumerate(["These are real runs", "What rank buys", "Try any rank, or train it live",
+                                                            "The budget shapes the curve"], 1)]
+    for i, j in zip(heads, heads[1:] + [len(cells)]):
+        assert [c["cell_type"] for c in cells[i + 1:j]] == ["code"]  # one output per slide
+        assert sum(line.startswith("#") for line in cells[i]["source"]) == 1  # one heading: one message
