@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .meters import TensorMemory
 from .params import set_trainable
-from .runtime import autocast
+from .runtime import autocast, frozen_weights_in, precision
 from .train import checkpointing
 
 
@@ -42,9 +42,11 @@ def memory_breakdown(model: nn.Module, x: torch.Tensor, method: str | None = Non
     measured, exactly rather than sampled, by running one forward and backward pass (in train mode, bf16
     autocast on CUDA, as in ``train.train_step``) under :class:`~adaptertune_lite.meters.TensorMemory`:
     the peak of the tensors the step creates, its parameter gradients left out. The same answer on every
-    device. ``grad_checkpointing=True`` measures the step with gradient checkpointing of the blocks (each block
-    keeps only its input and recomputes the rest during the backward pass). ``method=None`` keeps the
-    model's trainable flags (e.g. a peft model); otherwise they are set for ``method`` and left so.
+    device. Frozen matmul weights are stored as ``fit`` stores them there (``runtime.frozen_weights_in``: in bf16
+    or fp16 on a GPU), so ``weights`` counts them at that size and autocast keeps no per-step copies of them.
+    ``grad_checkpointing=True`` measures the step with gradient checkpointing of the blocks (each block keeps
+    only its input and recomputes the rest during the backward pass). ``method=None`` keeps the model's
+    trainable flags (e.g. a peft model); otherwise they are set for ``method`` and left so.
     """
     if method is not None:
         set_trainable(model, method)
@@ -53,9 +55,11 @@ def memory_breakdown(model: nn.Module, x: torch.Tensor, method: str | None = Non
     was_training = model.training
     model.train().zero_grad(set_to_none=True)
     try:
-        with checkpointing(model, grad_checkpointing), TensorMemory() as memory, autocast(x.device):
-            logits = model(x)
-            F.cross_entropy(logits.float(), torch.zeros(len(x), dtype=torch.long, device=x.device)).backward()
+        with frozen_weights_in(model, precision(x.device).dtype):
+            weight_bytes = sum(p.numel() * p.element_size() for p in params)
+            with checkpointing(model, grad_checkpointing), TensorMemory() as memory, autocast(x.device):
+                logits = model(x)
+                F.cross_entropy(logits.float(), torch.zeros(len(x), dtype=torch.long, device=x.device)).backward()
         activations = memory.peak(exclude=tuple(p.grad for p in trainable if p.grad is not None))
     finally:
         model.zero_grad(set_to_none=True)
@@ -63,7 +67,7 @@ def memory_breakdown(model: nn.Module, x: torch.Tensor, method: str | None = Non
     mib = lambda n: n / 2**20  # noqa: E731
     trainable_bytes = sum(p.numel() * p.element_size() for p in trainable)
     return MemoryBreakdown(
-        weights=mib(sum(p.numel() * p.element_size() for p in params)),
+        weights=mib(weight_bytes),
         gradients=mib(trainable_bytes),
         optimizer=mib(2 * trainable_bytes),
         activations=mib(activations),

@@ -114,7 +114,8 @@ class ElbowExplorer:
         with busy(self.button, self.status, f"running {len(ranks) * len(seeds)} configurations (cached ones load instantly)..."):
             self.results = shown_in(self.progress, lambda: experiments.run_elbow(self.config(), ranks, seeds, self.out_dir))
             self.figure = drawn_in(self.output, lambda: plots.elbow_figure(
-                self.results, title=f"{self.base.dataset}: {self.n_train.value} training images"))
+                self.results, title=f"{self.base.dataset}: {self.n_train.value} training images, "
+                f"{self.base.recipe.epochs} epoch{'s' * (self.base.recipe.epochs != 1)}"))
         self.status.value = f"done: {len(self.results)} runs"
 
 

@@ -87,9 +87,12 @@ def main(argv=None) -> int:
             cells = [f"{100 * v.mean():.1f} ± {100 * v.std():.1f}" for v in val]
             lines.append(f"| {budget} | {c0.n_train or 'all'} | {c0.recipe.epochs} | {len(val[0])} | " + " | ".join(cells)
                          + f" | {lr:g}{' (edge of the grid)' if edge else ''} |")
-        fast_choice = entry["fast"]["chosen"]
+        fast_choice, full_choice = entry["fast"]["chosen"], entry["full"]["chosen"]
         lines += ["", f"Kit recipe's rate: {entry['kit_lr']:g}; chosen on validation at the FAST budget: {fast_choice:g}"
-                  + (" (the same)." if fast_choice == entry["kit_lr"] else " (different: update `recipes.KIT_RECIPES`)."), ""]
+                  + (" (the same)." if fast_choice == entry["kit_lr"] else " (different: update `recipes.KIT_RECIPES`).")
+                  + ("" if full_choice == fast_choice else
+                     f" The full budget, with {len(entry['full']['seeds'])} seed(s), chooses {full_choice:g}; the recipe keeps the "
+                     f"FAST budget's choice, made over {len(entry['fast']['seeds'])} seeds."), ""]
         results["methods"][method]["agrees"] = fast_choice == entry["kit_lr"]
     write_json(out / "kit_lr.json", results)
     (out / "kit_lr.md").write_text("\n".join(lines))

@@ -37,6 +37,21 @@ def test_memory_breakdown_sees_what_checkpointing_frees(images):
     assert 1.8 < double.activations / plain.activations < 2.2
 
 
+def test_memory_breakdown_counts_the_frozen_weights_as_a_bf16_gpu_stores_them(images):
+    """On a bf16 GPU fit stores the frozen matmul weights in bf16 (runtime.frozen_weights_in): half their bytes, and no
+    bf16 copy of each kept by autocast for the backward pass. Emulated here; full fine-tuning freezes nothing."""
+    images = torch.randn(32, 3, 32, 32)
+    model = at.add_adapters(tiny_vit(), rank=4)
+    fp32 = at.memory_breakdown(model, images, "adapter_tune")
+    frozen_matmul = sum(p.numel() for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))
+                        for p in m.parameters(recurse=False) if not p.requires_grad)
+    with at.runtime.emulate_precision(torch.bfloat16):
+        bf16, bf16_full = at.memory_breakdown(model, images, "adapter_tune"), at.memory_breakdown(model, images, "full_finetune")
+    assert (fp32.weights - bf16.weights) * 2**20 == 2 * frozen_matmul  # 4 -> 2 bytes each
+    assert bf16_full.weights == fp32.weights and bf16.gradients == fp32.gradients  # trained weights stay fp32
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # given back as they were
+
+
 def test_tensor_memory_counts_live_tensors_until_they_are_freed():
     with TensorMemory() as mem:
         a = torch.ones(2**18)  # 1 MiB

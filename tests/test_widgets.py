@@ -36,6 +36,7 @@ def test_elbow_explorer_run_button_trains_the_chosen_grid_and_redraws(tmp_path):
     explorer.button.click()
     assert explorer.figure is not first and len(explorer.results) == 3
     assert {r["config"]["n_train"] for r in explorer.results} == {20}
+    assert explorer.figure.axes[0].get_title() == "digits: 20 training images, 1 epoch"  # the budget the curve comes from
     explorer.ranks.value = ()
     explorer.button.click()
     assert "at least one rank" in explorer.status.value
