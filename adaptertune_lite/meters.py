@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import threading
 
 import psutil
@@ -13,6 +14,15 @@ import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+
+def _return_free_heap() -> None:
+    """Ask glibc to give freed heap memory back to the OS (``malloc_trim``); a no-op elsewhere. Without it a block
+    that reuses memory freed by earlier work adds nothing to the RSS, and its peak reads as about 0."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not Linux with glibc (macOS, Windows, musl)
+        pass
 
 
 class PeakMemory:
@@ -40,6 +50,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
             return self
+        _return_free_heap()  # memory freed by earlier work goes back to the OS, so this block's allocations show in RSS
         self._proc = psutil.Process()
         self._start = self._peak = self._proc.memory_info().rss
         self._stop = threading.Event()

@@ -225,6 +225,15 @@ for path in reports:
         f"* AdapterTune's step memory is **{100 * bench['memory_ratios']['adapter']:.0f} %** of full fine-tuning's, "
         f"{100 * bench['memory_ratios']['adapter_ckpt']:.0f} % with gradient checkpointing; MFU of an AdapterTune step "
         f"{100 * bench['mfu']['mfu']:.0f} % of the measured {bench['mfu']['dtype']} matmul rate."))
+    if bench["model"] == P.backbone and bench["batch"] == BATCH:  # the same step as the FLOP table above
+        report_gflop = next(m["gflop"] for m in bench["methods"] if m["method"] == "adapter_tune" and not m["checkpointing"])
+        off = 100 * (report_gflop / (flops["adapter_tune"] / 1e9) - 1)  # % difference, report against this notebook
+        if abs(off) > 0.5:
+            display(Markdown(
+                f"The report counts AdapterTune's step at {report_gflop:.2f} GFLOP, {off:+.1f} % off the "
+                f"{flops['adapter_tune'] / 1e9:.2f} counted above for the same step. Both counts come from `at.step_flops`; the "
+                f"report's header (`{path.with_suffix('.md').name}`) names the torch it was counted with, this notebook runs "
+                f"torch {torch.__version__}: the FLOP counter of another torch version, not another step."))
 if not reports:
     print(f"No speed report in {results_dir} (installed without the repository): see benchmarks/results/ on GitHub.")
 

@@ -103,7 +103,7 @@ def test_peak_memory_is_each_runs_own_not_the_process_lifetime_peak(digits):
     full = at.fit(tiny_vit(dim=192, depth=6), digits.train, method="full_finetune", **TINY)
     head = at.fit(tiny_vit(dim=192, depth=6), digits.train, method="head_only", **TINY)
     assert full.peak_memory_mb > 20  # Adam's two moments alone: 2 x 2.7 M params x 4 bytes
-    assert head.peak_memory_mb < full.peak_memory_mb / 2
+    assert head.peak_memory_mb < full.peak_memory_mb - 20  # full FT's gradients and moments: 3 x 2.7 M params x 4 bytes
 
 
 def test_head_only_on_cached_features_matches_running_the_backbone(digits):
