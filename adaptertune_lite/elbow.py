@@ -83,8 +83,8 @@ class RobustElbow:
         """One line for a notebook."""
         interval = (f"bootstrap 95 % interval over {self.n_seeds} seeds: r = {self.low:g} to {self.high:g}" if self.n_seeds > 1
                     else "one seed: no interval")
-        where = f"r = {self.rank}" if self.rank < self.max_rank else f"only at the largest rank swept, r = {self.rank} (no elbow within the grid)"
-        return f"{100 * self.share:.0f} % of the gain from the smallest to the largest rank is reached at {where} ({interval})."
+        where = f"at r = {self.rank}" if self.rank < self.max_rank else f"only at the largest rank swept, r = {self.rank} (no elbow within the grid)"
+        return f"{100 * self.share:.0f} % of the gain from the smallest to the largest rank is reached {where} ({interval})."
 
 
 def _share_rank(ranks: np.ndarray, mean: np.ndarray, share: float) -> int:

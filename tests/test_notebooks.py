@@ -37,7 +37,7 @@ EXPECTED = {
     "04_transfer_methods": ["95 % CI", "raw-pixel logistic regression", "pretraining buys (points)", "kit profile",
                             "head-only on left_digit: validation",
                             "Memory per training step", "activations"],
-    "05_rank_elbow": ["% of full fine-tuning", "of the gain from the smallest to the largest rank is reached at",
+    "05_rank_elbow": ["% of full fine-tuning", "of the gain from the smallest to the largest rank is reached ",
                       "full recipe: 90 % of the gain", "3 seeds", "one seed: no interval", "smaller set's elbow"],
     "06_placement": ["− post_block on all:", "faster** with", "blocks.5.attn.adapter"],
     "07_paper_setting": ["kit profile", "running the kit-scale equivalent", "estimated minutes", "each method keeps its setting",
@@ -45,7 +45,7 @@ EXPECTED = {
     "08_lora_and_merging": ["step 0, LoRA model == backbone, bitwise: True", "LoRA layers left after merging: 0",
                             "same state_dict keys as the original backbone: True", "unexplained", "chosen lr", "95 % CI",
                             "change at r = 64 over change at r = 1", "served", "bitwise the original: True", "90 % of ΔW's energy"],
-    "lecture_elbow_demo": ["adaptertune-lite sweep", "21 runs on", "of the gain from the smallest to the largest rank is reached at",
+    "lecture_elbow_demo": ["adaptertune-lite sweep", "21 runs on", "of the gain from the smallest to the largest rank is reached ",
                            "Budget: ", "**full recipe** (15 epochs, all images)"],
 }
 # Text that must never appear: a claim the notebook checks and prints, found false. Every notebook states its claims
