@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import time
 
-from sklearn.linear_model import LogisticRegression
-
 from .data import load_dataset
 
 
@@ -18,6 +16,8 @@ def pixel_logreg(dataset: str, n_train: int | None = None) -> dict:
     """Logistic regression (scikit-learn, default settings, one deterministic fit) on the raw grey pixels of
     ``dataset`` at its own size, trained on the same ``n_train`` subset a run of the engine uses (seed 0).
     Returns ``{"test_acc", "wall_time_s"}``."""
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415  (scikit-learn takes a second to import: only when asked)
+
     data = load_dataset(dataset, n_train=n_train)
     flat = lambda split: split.images[:, 0].flatten(1).float().numpy() / 255  # noqa: E731  (N, H*W): one grey channel
     start = time.perf_counter()

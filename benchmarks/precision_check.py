@@ -64,7 +64,8 @@ def main(argv=None) -> int:
         "| seed | fp32 | bf16 | bf16 − fp32 (points) |", "| --- | --- | --- | --- |",
     ]
     lines += [f"| {s} | {100 * a:.1f} | {100 * b:.1f} | {100 * (b - a):+.1f} |" for s, a, b in zip(seeds, acc["fp32"], acc["bf16"])]
-    lines += ["", f"Paired over seeds: {diff.sentence('bf16', 'fp32')} {same} of {len(seeds)} seeds give the same test accuracy "
+    verb = "gives" if same == 1 else "give"
+    lines += ["", f"Paired over seeds: {diff.sentence('bf16', 'fp32')} {same} of {len(seeds)} seeds {verb} the same test accuracy "
               "in both precisions.", "",
               "What this does not measure: the GPU's bf16 kernels round like the CPU's only up to accumulation order, so a "
               "GPU run differs from both columns by float noise; the GPU check (`benchmarks/gpu_check.py`) compares a GPU run "

@@ -62,7 +62,7 @@ at.plots.use_style()
 METHODS = ["head_only", "adapter_tune", "full_finetune"]
 TARGETS = [P.dataset] + (["mnist5k"] if P.name == "kit" else [])  # the profile's target (+ the kit's easy transfer)
 SEEDS = [0, 1, 2]  # three seeds in either mode: the differences are a few points
-OUT = at.experiments.runs_root() / "04_transfer_methods"  # results cache (one JSON per run)
+OUT = at.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
 
 
 def config(method: str, target: str, seed: int) -> at.RunConfig:

@@ -86,9 +86,9 @@ display(bill.style.format({"adapter parameters": "{:,}", "% of full fine-tuning"
 
 # %%
 BASE = at.RunConfig.for_profile("adapter_tune", P)  # the profile's recipe: lr, epochs, training images
-RANKS = [1, 2, 4, 8, 16, 32, 64]  # ranks to sweep (about 7 s per run in FAST mode on a laptop CPU)
+RANKS = [1, 2, 4, 8, 16, 32, 64]  # ranks to sweep (about 5 s per run in FAST mode on a 2-core CPU)
 SEEDS = at.by_mode([0], [0, 1, 2])  # one seed in FAST mode; three for error bars
-OUT = at.experiments.runs_root() / "05_rank_elbow"  # results cache (one JSON per run; the key holds backbone and data)
+OUT = at.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
 print(BASE)
 
 results = at.experiments.run_elbow(BASE, RANKS, SEEDS, OUT)
@@ -122,7 +122,7 @@ display(Markdown(f"**{elbow.sentence()}** Curve: {100 * acc.mean(1)[0]:.1f} % at
 # %% [markdown]
 # ## Short training or the full recipe?
 #
-# In FAST mode every run is short (a few hundred steps), and a short run favours the adapters that move
+# In FAST mode every run is short (a few dozen steps), and a short run favours the adapters that move
 # fastest, which (above) are the larger ones. So part of a FAST elbow is a short-training effect. The kit
 # benchmark ran the same sweep at the course's full recipe (15 epochs on the whole train split, 3 seeds);
 # in the `kit` profile its shipped results sit beside this notebook's curve.

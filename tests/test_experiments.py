@@ -186,13 +186,16 @@ def test_a_sweep_through_submitits_local_executor_writes_the_same_result_files(t
     assert at.sweep(configs, tmp_path, progress=False) == results and counted == []  # cached now
 
 
-def test_the_figures_command_exports_png_and_svg_from_cached_results(tmp_path):
+def test_the_figures_command_finds_each_sweep_in_the_courses_one_cache(tmp_path):
     runs = tmp_path / "runs"
-    at.sweep(at.grid(TINY, rank=[1, 2, 4]), runs / "05_rank_elbow", progress=False)
+    at.sweep(at.grid(TINY, rank=[1, 2, 4]), runs, progress=False)  # notebook 05's kind of sweep
     assert main(["figures", "--out", str(tmp_path / "fig"), "--runs", str(runs)]) == 0
     names = sorted(p.name for p in (tmp_path / "fig").iterdir())
-    assert names == ["lecture_elbow.png", "lecture_elbow.svg", "rank_elbow.png", "rank_elbow.svg"]
+    assert names == ["lecture_elbow.png", "lecture_elbow.svg", "rank_elbow.png", "rank_elbow.svg"]  # one placement: no figure
     assert all((tmp_path / "fig" / n).stat().st_size > 1000 for n in names)
+    at.sweep(at.grid(TINY, placement=["parallel", "houlsby"]), runs, progress=False)  # then notebook 06's, in the same cache
+    assert main(["figures", "--out", str(tmp_path / "fig"), "--runs", str(runs)]) == 0
+    assert {"placement.png", "placement.svg"} <= {p.name for p in (tmp_path / "fig").iterdir()}
 
 
 # ----------------------------------------------------------------------------- a robust elbow

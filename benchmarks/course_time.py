@@ -1,0 +1,113 @@
+"""How long the whole FAST course takes: every notebook, then every solution, run in order like a student would.
+
+    python benchmarks/course_time.py              # the whole course, one cold run cache (about 8 minutes, 2 cores)
+    python benchmarks/course_time.py --quick      # two short notebooks: proves the script runs, measures nothing
+
+Each notebook runs top to bottom in FAST mode with nbclient, in its own fresh kernel, exactly as
+``tests/test_notebooks.py`` runs it. All of them share one run cache (``ADAPTERTUNE_RUNS``) that starts
+empty: a student walking through the course reuses what an earlier notebook trained, but never finds
+anything trained before the walk began. ``--cold-each`` gives every notebook its own empty cache instead
+(what the test suite does). Writes ``<out>/course_time_cpu.md`` and ``.json``: the wall time of each
+notebook (kernel start included) and its slowest cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+import torch
+from nbclient import NotebookClient
+
+import adaptertune_lite as at
+from adaptertune_lite.storage import write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_S = 8 * 60  # the course's FAST budget: notebooks and solutions together
+
+
+def course() -> list[Path]:
+    """The course in a student's order: the notebooks (00 first, the lecture demo last), then the solutions."""
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"), key=lambda p: (p.stem.startswith("lecture"), p.stem))
+    return notebooks + sorted((ROOT / "solutions").glob("*.ipynb"))
+
+
+def cell_seconds(cell) -> float:
+    """Seconds a cell ran, from the timestamps nbclient records in its metadata (0 when it did not run)."""
+    t = cell.get("metadata", {}).get("execution", {})
+    start, end = t.get("shell.execute_reply.started") or t.get("iopub.execute_input"), t.get("shell.execute_reply")
+    if not (start and end):
+        return 0.0
+    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+    return (parse(end) - parse(start)).total_seconds()
+
+
+def run_one(path: Path, workdir: Path) -> dict:
+    """Execute one notebook in FAST mode in a fresh kernel; its wall time and each code cell's time."""
+    nb = nbformat.read(path, as_version=4)
+    t0 = time.perf_counter()
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    wall = time.perf_counter() - t0
+    cells = [{"index": i, "seconds": round(cell_seconds(c), 2), "first_line": c.source.strip().splitlines()[0][:80] if c.source.strip() else ""}
+             for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    return {"notebook": f"{path.parent.name}/{path.name}", "wall_s": round(wall, 1), "cells": cells}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--cold-each", action="store_true", help="every notebook gets its own empty run cache (as the tests do)")
+    p.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these strings")
+    p.add_argument("--quick", action="store_true", help="two short notebooks: proves the script runs, measures nothing")
+    args = p.parse_args(argv)
+    paths = course()
+    if args.quick:
+        paths = [q for q in paths if q.stem in ("00_start_here", "ex01_adapter")]
+    elif args.only:
+        paths = [q for q in paths if any(s in q.name for s in args.only)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.update(ADAPTERTUNE_FAST="1", ADAPTERTUNE_PROFILE="kit", MPLBACKEND="Agg")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="course_time_") as tmp:
+        for i, path in enumerate(paths):
+            workdir = Path(tmp) / f"work{i}"
+            workdir.mkdir()
+            os.environ["ADAPTERTUNE_RUNS"] = str(Path(tmp) / (f"runs{i}" if args.cold_each else "runs"))
+            r = run_one(path, workdir)
+            results.append(r)
+            print(f"{r['wall_s']:7.1f} s  {r['notebook']}", flush=True)
+    total = sum(r["wall_s"] for r in results)
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {at.describe_device()}, torch {torch.__version__}"
+    cache = ("every notebook on its own empty run cache" if args.cold_each
+             else "one run cache, empty when the walk began, shared by the notebooks in order")
+    lines = [
+        "# The FAST course, timed", "",
+        f"Measured by `benchmarks/course_time.py` on {dt.date.today().isoformat()}, {machine}; {cache}."
+        + (" **QUICK SMOKE RUN: these numbers measure nothing.**" if args.quick or args.only else ""), "",
+        f"**Total: {total:.0f} s ({total / 60:.1f} min)** for {len(results)} notebooks; the course's target is "
+        f"{TARGET_S / 60:.0f} min: **{'met' if total <= TARGET_S else 'not met'}**.", "",
+        "| notebook | wall (s) | slowest cells (s) |", "| --- | ---: | --- |",
+    ]
+    for r in results:
+        top = sorted(r["cells"], key=lambda c: -c["seconds"])[:3]
+        slow = "; ".join(f"[{c['index']}] {c['seconds']:.0f} `{c['first_line'].replace('|', '/')}`" for c in top if c["seconds"] >= 2)
+        lines.append(f"| {r['notebook']} | {r['wall_s']:.0f} | {slow} |")
+    lines += ["", "Wall time counts the kernel's start and the imports; a cell's time is from nbclient's timestamps."]
+    name = "course_time_cpu"
+    write_json(out / f"{name}.json", {"machine": machine, "cache": cache, "total_s": total, "target_s": TARGET_S,
+                                       "quick": bool(args.quick or args.only), "notebooks": results})
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
