@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--cold-each", action="store_true", help="every notebook gets its own empty run cache (as the tests do)")
     p.add_argument("--only", nargs="*", help="run only notebooks whose name contains one of these strings")
+    p.add_argument("--runs", help="the shared run cache (must not exist yet, so the walk starts cold; kept afterwards)")
     p.add_argument("--quick", action="store_true", help="two short notebooks: proves the script runs, measures nothing")
     args = p.parse_args(argv)
     paths = course()
@@ -75,12 +76,14 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     os.environ.update(ADAPTERTUNE_FAST="1", ADAPTERTUNE_PROFILE="kit", MPLBACKEND="Agg")
+    if args.runs and Path(args.runs).exists():
+        p.error(f"--runs {args.runs} exists: give a new folder, so the walk starts on an empty run cache")
     results = []
     with tempfile.TemporaryDirectory(prefix="course_time_") as tmp:
         for i, path in enumerate(paths):
             workdir = Path(tmp) / f"work{i}"
             workdir.mkdir()
-            os.environ["ADAPTERTUNE_RUNS"] = str(Path(tmp) / (f"runs{i}" if args.cold_each else "runs"))
+            os.environ["ADAPTERTUNE_RUNS"] = str(Path(tmp) / f"runs{i}" if args.cold_each else Path(args.runs or Path(tmp) / "runs"))
             r = run_one(path, workdir)
             results.append(r)
             print(f"{r['wall_s']:7.1f} s  {r['notebook']}", flush=True)
