@@ -74,16 +74,17 @@ def head_accuracy(model) -> float:
 
 baseline = head_accuracy(pretrained)
 with torch.no_grad():
-    top2 = pretrained(x_pre).topk(2, dim=-1).values  # (N, 2) the two largest pretraining logits
+    before = pretrained(x_pre)  # (N, classes) the pretrained network's logits
+top2 = before.topk(2, dim=-1).values  # (N, 2) the two largest pretraining logits
 margin = (top2[:, 0] - top2[:, 1]).min().item()  # the smallest gap any prediction has to its runner-up
 rows = []
 for init in INITS:
     for seed in SEEDS:
         torch.manual_seed(seed)
-        adapted = at.add_adapters(copy.deepcopy(pretrained), rank=RANK, init=init)
+        adapted = at.add_adapters(copy.deepcopy(pretrained), rank=RANK, init=init).eval()
         with torch.no_grad():
-            after, before = adapted(x_pre), pretrained(x_pre)
-        rows.append({"init": init, "seed": seed, "accuracy": head_accuracy(adapted),
+            after = adapted(x_pre)  # (N, classes)
+        rows.append({"init": init, "seed": seed, "accuracy": (after.argmax(-1) == labels).float().mean().item(),
                      "max |Δ logit|": (after - before).abs().max().item(),
                      "predictions changed": (after.argmax(-1) != before.argmax(-1)).sum().item()})
 damage = pd.DataFrame(rows)
