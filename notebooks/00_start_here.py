@@ -65,9 +65,9 @@ print("device:", at.describe_device())
 # Every experiment in the course runs in one of two sizes with **the same code**:
 #
 # * **FAST** (on automatically without a GPU, and in CI): small data, few epochs, small sweeps, so
-#   each notebook finishes in a minute or two on a laptop CPU, and the whole course, solutions included, in
-#   about 8 (`benchmarks/results/course_time_cpu.md` has the time measured on a 2-core machine). The notebooks
-#   share one run cache, so a run one notebook trained loads instantly in the next.
+#   each notebook finishes in a minute or two on a laptop CPU (`benchmarks/results/course_time_cpu.md` has the
+#   whole course, solutions included, timed on a 2-core machine). The notebooks share one run cache, so a run
+#   one notebook trained loads instantly in the next.
 # * **full**: the real recipe (more data, more epochs; on a GPU with a timm ViT if you like).
 #
 # Set `ADAPTERTUNE_FAST=1` or `ADAPTERTUNE_FAST=0` in the environment to choose yourself. Every recipe lives in
