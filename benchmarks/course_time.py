@@ -39,12 +39,12 @@ def course() -> list[Path]:
     return notebooks + sorted((ROOT / "solutions").glob("*.ipynb"))
 
 
-def cell_seconds(cell) -> float:
-    """Seconds a cell ran, from the timestamps nbclient records in its metadata (0 when it did not run)."""
+def cell_seconds(cell) -> float | None:
+    """Seconds a cell ran, from the timestamps nbclient records in its metadata (``None`` when it did not run)."""
     t = cell.get("metadata", {}).get("execution", {})
     start, end = t.get("shell.execute_reply.started") or t.get("iopub.execute_input"), t.get("shell.execute_reply")
     if not (start and end):
-        return 0.0
+        return None
     parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
     return (parse(end) - parse(start)).total_seconds()
 
@@ -55,8 +55,12 @@ def run_one(path: Path, workdir: Path) -> dict:
     t0 = time.perf_counter()
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
     wall = time.perf_counter() - t0
-    cells = [{"index": i, "seconds": round(cell_seconds(c), 2), "first_line": c.source.strip().splitlines()[0][:80] if c.source.strip() else ""}
-             for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    cells = []
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == "code":
+            t = cell_seconds(c)
+            cells.append({"index": i, "seconds": None if t is None else round(t, 3),
+                          "first_line": c.source.strip().splitlines()[0][:80] if c.source.strip() else ""})
     return {"notebook": f"{path.parent.name}/{path.name}", "wall_s": round(wall, 1), "cells": cells}
 
 
@@ -100,8 +104,8 @@ def main(argv=None) -> int:
         "| notebook | wall (s) | slowest cells (s) |", "| --- | ---: | --- |",
     ]
     for r in results:
-        top = sorted(r["cells"], key=lambda c: -c["seconds"])[:3]
-        slow = "; ".join(f"[{c['index']}] {c['seconds']:.0f} `{c['first_line'].replace('|', '/')}`" for c in top if c["seconds"] >= 2)
+        top = sorted(r["cells"], key=lambda c: -(c["seconds"] or 0))[:3]
+        slow = "; ".join(f"[{c['index']}] {c['seconds']:.0f} `{c['first_line'].replace('|', '/')}`" for c in top if (c["seconds"] or 0) >= 2)
         lines.append(f"| {r['notebook']} | {r['wall_s']:.0f} | {slow} |")
     lines += ["", "Wall time counts the kernel's start and the imports; a cell's time is from nbclient's timestamps."]
     name = "course_time_cpu"

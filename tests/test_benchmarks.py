@@ -132,6 +132,6 @@ def test_course_time_quick_run_times_every_notebook_it_runs_and_its_cells(tmp_pa
     timed = json.loads((tmp_path / "course_time_cpu.json").read_text())
     assert [n["notebook"] for n in timed["notebooks"]] == ["notebooks/00_start_here.ipynb", "solutions/ex01_adapter.ipynb"]
     for notebook in timed["notebooks"]:  # every code cell ran and was timed; the notebook's wall time covers them
-        assert notebook["cells"] and all(c["seconds"] > 0 for c in notebook["cells"])
-        assert notebook["wall_s"] >= sum(c["seconds"] for c in notebook["cells"])
+        assert notebook["cells"] and all(c["seconds"] is not None and c["seconds"] >= 0 for c in notebook["cells"])
+        assert 0 < sum(c["seconds"] for c in notebook["cells"]) <= notebook["wall_s"]
     assert timed["total_s"] == sum(n["wall_s"] for n in timed["notebooks"])
