@@ -121,6 +121,11 @@ def _write_provenance(out: str, n_runs: int, argv: list[str]) -> None:
     })
 
 
+def _settings(runs: list[dict], varying: tuple[str, ...]) -> int:
+    """How many distinct values of the config fields ``varying`` the ``runs`` have."""
+    return len({tuple(str(r["config"][k]) for k in varying) for r in runs})
+
+
 def _largest_sweep(results: list[dict], varying: tuple[str, ...]) -> list[dict]:
     """The runs of the sweep over ``varying`` (and seeds) with the most settings among ``results``: the runs are
     grouped by every other config field, and the group with the most distinct values of ``varying`` wins."""
@@ -128,8 +133,7 @@ def _largest_sweep(results: list[dict], varying: tuple[str, ...]) -> list[dict]:
     for r in results:
         rest = {k: v for k, v in r["config"].items() if k not in (*varying, "seed")}
         groups.setdefault(json.dumps(rest, sort_keys=True, default=str), []).append(r)
-    settings = lambda runs: len({tuple(str(r["config"][k]) for k in varying) for r in runs})  # noqa: E731
-    return max(groups.values(), key=settings, default=[])
+    return max(groups.values(), key=lambda runs: _settings(runs, varying), default=[])
 
 
 def figures_command(out: str, runs: str | None) -> int:
@@ -148,8 +152,9 @@ def figures_command(out: str, runs: str | None) -> int:
     if elbow:  # notebook 05's sweep: the most ranks over one setting
         c = elbow[0]["config"]
         figures["rank_elbow"] = plots.elbow_figure(elbow, title=f"rank elbow, {c['n_train'] or 'all'} training images, {c['epochs']} epochs")
-    placement = _largest_sweep(cached, varying=("placement", "blocks", "scale"))
-    if len({(r["config"]["placement"], str(r["config"]["blocks"]), r["config"]["scale"]) for r in placement}) > 1:
+    where = ("placement", "blocks", "scale")
+    placement = _largest_sweep(cached, varying=where)
+    if _settings(placement, where) > 1:  # notebook 06's sweep: more than one place for the adapters
         figures["placement"] = plots.placement_figure(placement)
     Path(out).mkdir(parents=True, exist_ok=True)
     for name, fig in figures.items():

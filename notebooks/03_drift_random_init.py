@@ -66,15 +66,14 @@ x_pre = probe.train.transform(images)
 print(f"{len(labels)} images of {probe.num_classes} pretraining classes")
 
 
-@torch.no_grad()
-def head_accuracy(model) -> float:
-    model.eval()
-    return (model(x_pre).argmax(-1) == labels).float().mean().item()
+def head_accuracy(logits: torch.Tensor) -> float:
+    """Top-1 accuracy of pretraining-head ``logits`` (N, classes) on the probe images."""
+    return (logits.argmax(-1) == labels).float().mean().item()
 
 
-baseline = head_accuracy(pretrained)
 with torch.no_grad():
     before = pretrained(x_pre)  # (N, classes) the pretrained network's logits
+baseline = head_accuracy(before)
 top2 = before.topk(2, dim=-1).values  # (N, 2) the two largest pretraining logits
 margin = (top2[:, 0] - top2[:, 1]).min().item()  # the smallest gap any prediction has to its runner-up
 rows = []
@@ -84,7 +83,7 @@ for init in INITS:
         adapted = at.add_adapters(copy.deepcopy(pretrained), rank=RANK, init=init).eval()
         with torch.no_grad():
             after = adapted(x_pre)  # (N, classes)
-        rows.append({"init": init, "seed": seed, "accuracy": (after.argmax(-1) == labels).float().mean().item(),
+        rows.append({"init": init, "seed": seed, "accuracy": head_accuracy(after),
                      "max |Δ logit|": (after - before).abs().max().item(),
                      "predictions changed": (after.argmax(-1) != before.argmax(-1)).sum().item()})
 damage = pd.DataFrame(rows)
