@@ -198,7 +198,8 @@ for init in INITS:
                 color={"zero": "C0", "small": "C1", "random": "C2"}[init])
 ax.set_yscale("log")
 ax.set_xlabel("block (output of)")
-ax.set_ylabel("1 − linear CKA at step 0 (log; 1e-12 = exactly 0)")
+ax.set_ylabel("1 − linear CKA at step 0 (log)")
+ax.annotate("values ≤ 1e-12 (0 included) are drawn at 1e-12", (0, 1e-12), textcoords="offset points", xytext=(0, 7), fontsize="small", color="C0")
 ax.set_title("Drift before any training step, block by block")
 ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes
 plt.show()

@@ -336,13 +336,15 @@ curves = (pd.DataFrame([{"curve": c, "rank": r, "seed": s, "params": res["traina
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4.2))
-for name, part in curves.groupby("curve", sort=False):
-    ax.plot(part.params, part.acc, marker="o", label=name)
+color = {name: ax.plot(part.params, part.acc, marker="o", label=name)[0].get_color()
+         for name, part in curves.groupby("curve", sort=False)}
+on_top = dict(fontsize=8, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))  # readable over a line
 lora_points = curves[curves.curve.str.startswith("LoRA")].groupby("rank").agg(params=("params", "first"), acc=("acc", "max"))
 for r, row in lora_points.iterrows():  # one label per LoRA rank (the three conventions share the x), above the highest point
-    ax.annotate(f"LoRA r={r}", (row.params, row.acc), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
-for _, row in curves[curves.curve == "AdapterTune"].iterrows():  # AdapterTune's ranks below its points
-    ax.annotate(f"r={row['rank']:.0f}", (row.params, row.acc), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8)
+    ax.annotate(f"LoRA r={r}", (row.params, row.acc), textcoords="offset points", xytext=(0, 8), ha="center", **on_top)
+for _, row in curves[curves.curve == "AdapterTune"].iterrows():  # AdapterTune's ranks below right of its points, in its colour
+    ax.annotate(f"AdapterTune r={row['rank']:.0f}", (row.params, row.acc), textcoords="offset points", xytext=(4, -15),
+                ha="left", color=color["AdapterTune"], **on_top)
 ax.set_xscale("log")
 ax.margins(x=0.1, y=0.12)  # room for the labels
 ax.set_xlabel("trainable parameters (log scale)")
