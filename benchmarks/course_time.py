@@ -64,6 +64,23 @@ def run_one(path: Path, workdir: Path) -> dict:
     return {"notebook": f"{path.parent.name}/{path.name}", "wall_s": round(wall, 1), "cells": cells}
 
 
+def step_ms(repeats: int = 15) -> float:
+    """Median milliseconds of one kit AdapterTune training step (r = 16 after every block, batch 64, FAST's thread
+    count): a probe of this machine's speed at the moment, taken before and after the walk. A shared VM's speed
+    drifts between runs, so a total means something only beside the probe taken with it."""
+    at.runtime.use_cpu_threads()
+    model = at.add_adapters(at.load_backbone("kit_vit_tiny", num_classes=10), rank=16)
+    at.set_trainable(model, "adapter_tune")
+    opt = at.train.make_optimizer(model.parameters(), 1e-3, 0.05, torch.device("cpu"))
+    x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
+    times = []
+    for i in range(repeats + 3):  # 3 warm-up steps
+        t0 = time.perf_counter()
+        at.train.train_step(model, x, y, opt)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(sorted(times[3:])[len(times[3:]) // 2])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -82,7 +99,7 @@ def main(argv=None) -> int:
     os.environ.update(ADAPTERTUNE_FAST="1", ADAPTERTUNE_PROFILE="kit", MPLBACKEND="Agg")
     if args.runs and Path(args.runs).exists():
         p.error(f"--runs {args.runs} exists: give a new folder, so the walk starts on an empty run cache")
-    results = []
+    results, probe = [], {"before": step_ms()}
     with tempfile.TemporaryDirectory(prefix="course_time_") as tmp:
         for i, path in enumerate(paths):
             workdir = Path(tmp) / f"work{i}"
@@ -91,6 +108,7 @@ def main(argv=None) -> int:
             r = run_one(path, workdir)
             results.append(r)
             print(f"{r['wall_s']:7.1f} s  {r['notebook']}", flush=True)
+    probe["after"] = step_ms()
     total = sum(r["wall_s"] for r in results)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {at.describe_device()}, torch {torch.__version__}"
     cache = ("every notebook on its own empty run cache" if args.cold_each
@@ -101,6 +119,9 @@ def main(argv=None) -> int:
         + (" **QUICK SMOKE RUN: these numbers measure nothing.**" if args.quick or args.only else ""), "",
         f"**Total: {total:.0f} s ({total / 60:.1f} min)** for {len(results)} notebooks; the course's target is "
         f"{TARGET_S / 60:.0f} min: **{'met' if total <= TARGET_S else 'not met'}**.", "",
+        f"Machine speed probe (`step_ms`: one kit AdapterTune step, batch 64, median of 15): {probe['before']:.0f} ms before "
+        f"the walk, {probe['after']:.0f} ms after. This machine's speed drifts between runs; compare totals only with "
+        "their probes.", "",
         "| notebook | wall (s) | slowest cells (s) |", "| --- | ---: | --- |",
     ]
     for r in results:
@@ -110,7 +131,7 @@ def main(argv=None) -> int:
     lines += ["", "Wall time counts the kernel's start and the imports; a cell's time is from nbclient's timestamps."]
     name = "course_time_cpu"
     write_json(out / f"{name}.json", {"machine": machine, "cache": cache, "total_s": total, "target_s": TARGET_S,
-                                       "quick": bool(args.quick or args.only), "notebooks": results})
+                                       "quick": bool(args.quick or args.only), "step_ms": probe, "notebooks": results})
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

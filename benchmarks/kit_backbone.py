@@ -257,7 +257,9 @@ def main(argv=None) -> int:
         "",
         f"Measured by `benchmarks/kit_backbone.py` on {dt.date.today().isoformat()}, machine: {platform.machine()}, "
         f"{at.describe_device()}, torch {torch.__version__}. Seeds: {seeds}. Recipe per method: "
-        f"`adaptertune_lite.recipes.KIT_RECIPES`, {epochs} epochs (head-only, on cached features: {HEAD_ONLY_EPOCHS_FACTOR}x as many, "
+        f"`adaptertune_lite.recipes.KIT_RECIPES` (learning rates: "
+        + ", ".join(f"{m} {KIT_RECIPES[m].lr:g}" for m in METHODS)
+        + f"), {epochs} epochs (head-only, on cached features: {HEAD_ONLY_EPOCHS_FACTOR}x as many, "
         f"so it converges), training images {n_train}; accuracy on each "
         "dataset's fixed test split, mean ± std over seeds." + (" **QUICK SMOKE RUN: these numbers measure nothing.**" if args.quick else ""),
         "",
