@@ -25,6 +25,7 @@ from pathlib import Path
 import nbformat
 import torch
 from nbclient import NotebookClient
+from speed import harness_step_time, prepared  # the step timing of the speed benchmark (this folder)
 
 import adaptertune_lite as at
 from adaptertune_lite.storage import write_json
@@ -64,21 +65,15 @@ def run_one(path: Path, workdir: Path) -> dict:
     return {"notebook": f"{path.parent.name}/{path.name}", "wall_s": round(wall, 1), "cells": cells}
 
 
-def step_ms(repeats: int = 15) -> float:
-    """Median milliseconds of one kit AdapterTune training step (r = 16 after every block, batch 64, FAST's thread
-    count): a probe of this machine's speed at the moment, taken before and after the walk. A shared VM's speed
-    drifts between runs, so a total means something only beside the probe taken with it."""
+def step_ms(steps: int = 15) -> float:
+    """Milliseconds per kit AdapterTune training step (r = 16 after every block, batch 64, FAST's thread count; the
+    mean of ``steps`` after 3 warm-up steps, timed by ``speed.py``'s harness): a probe of this machine's speed at the
+    moment, taken before and after the walk. A shared VM's speed drifts between runs, so a total means something only
+    beside the probe taken with it."""
     at.runtime.use_cpu_threads()
-    model = at.add_adapters(at.load_backbone("kit_vit_tiny", num_classes=10), rank=16)
-    at.set_trainable(model, "adapter_tune")
-    opt = at.train.make_optimizer(model.parameters(), 1e-3, 0.05, torch.device("cpu"))
     x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
-    times = []
-    for i in range(repeats + 3):  # 3 warm-up steps
-        t0 = time.perf_counter()
-        at.train.train_step(model, x, y, opt)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(sorted(times[3:])[len(times[3:]) // 2])
+    model = prepared("kit_vit_tiny", "adapter_tune", 10, None)
+    return 1e3 * harness_step_time(model, x, y, torch.device("cpu"), steps=steps, warmup=3, checkpointing=False)
 
 
 def main(argv=None) -> int:
@@ -119,7 +114,7 @@ def main(argv=None) -> int:
         + (" **QUICK SMOKE RUN: these numbers measure nothing.**" if args.quick or args.only else ""), "",
         f"**Total: {total:.0f} s ({total / 60:.1f} min)** for {len(results)} notebooks; the course's target is "
         f"{TARGET_S / 60:.0f} min: **{'met' if total <= TARGET_S else 'not met'}**.", "",
-        f"Machine speed probe (`step_ms`: one kit AdapterTune step, batch 64, median of 15): {probe['before']:.0f} ms before "
+        f"Machine speed probe (`step_ms`: one kit AdapterTune step, batch 64, mean of 15): {probe['before']:.0f} ms before "
         f"the walk, {probe['after']:.0f} ms after. This machine's speed drifts between runs; compare totals only with "
         "their probes.", "",
         "| notebook | wall (s) | slowest cells (s) |", "| --- | ---: | --- |",
