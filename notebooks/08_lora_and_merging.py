@@ -28,6 +28,7 @@ if importlib.util.find_spec("adaptertune_lite") is None:  # Colab or a bare Pyth
 
 # %%
 import copy
+import logging
 import tempfile
 from pathlib import Path
 
@@ -39,7 +40,9 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 from safetensors.torch import save_file
 from torch import nn
-from torch.utils import benchmark
+
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # else a CUDA toolkit without a GPU (Colab's CPU runtime) warns
+from torch.utils import benchmark  # inference latency, below
 
 import adaptertune_lite as at
 from adaptertune_lite.recipes import DEFAULT_TARGET

@@ -109,9 +109,11 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
         EXPECTED[path.stem] = [f"PASS  {t.id}  {t.points:g}/{t.points:g} points" for t in tasks_of(path.stem.split("_")[0])]
     for text in EXPECTED.get(path.stem, []):
         assert text in shown, f"{path.name} did not show {text!r}"
+    nbformat.write(nb, tmp_path / path.name)  # executed copy, for a human to look at when something fails
     for text in NEVER.get(path.stem, []) + [at.claims.FAILS]:
         assert text not in shown, f"{path.name} showed {text!r}"
-    nbformat.write(nb, tmp_path / path.name)  # executed copy, for a human to look at when something fails
+    stderr = [out["text"] for cell in nb.cells for out in cell.get("outputs", []) if out.get("name") == "stderr"]
+    assert not stderr, f"{path.name} printed to stderr (a student reads red text as an error): {stderr}"
 
 
 def test_every_notebook_installs_and_opens_from_the_one_repository_url():
