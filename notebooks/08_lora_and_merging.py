@@ -182,19 +182,16 @@ display(latency.style.format({"ms per batch": "{:.2f}", "× base": "{:.2f}"}).hi
 #
 # LoRA on four linears costs `r · (in + out)` per linear, `16 · d · r` per block; an adapter costs
 # `2 · d · r + r + d`. So LoRA r = 2 and AdapterTune r = 16 train almost the same number of parameters.
-# Each method uses the kit's recipe (`at.recipes.KIT_RECIPES`; LoRA's and BitFit's learning rates were
-# chosen on validation accuracy, see the comment there), three seeds, test accuracy reported.
+# Every method runs at notebook 04's budget with the kit's recipe (`at.recipes.KIT_RECIPES`), three seeds, test
+# accuracy reported; head-only, AdapterTune and full fine-tuning are 04's very runs, loaded from the results cache.
 
 # %%
 SEEDS = [0, 1, 2]  # three seeds in either mode: a difference needs a paired interval over >= 3
-N_TRAIN = at.by_mode(500, None)  # training images: 500 on a laptop CPU (FAST), the whole split otherwise
-HEAD_EPOCHS = 50  # head-only trains on cached features, so training it to convergence costs seconds
 OUT = at.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
 RANK_ADAPTER = 16  # AdapterTune's rank in the comparison
-LR_FACTORS = [0.5, 1, 2]  # each method's learning rate is chosen among these multiples of its kit rate
 
 METHOD_CONFIGS = {  # method label -> what the run trains
-    "head-only": dict(method="head_only", epochs=HEAD_EPOCHS),
+    "head-only": dict(method="head_only"),
     "BitFit": dict(method="bitfit"),
     "AdapterTune": dict(method="adapter_tune", rank=RANK_ADAPTER),
     "LoRA": dict(method="lora", rank=RANK_LORA),
@@ -203,29 +200,24 @@ METHOD_CONFIGS = {  # method label -> what the run trains
 
 
 def config(method: str, seed: int, **changes) -> at.RunConfig:
-    """The kit's config for ``method`` on the default target at this notebook's budget."""
-    return at.RunConfig.from_recipe(method, DEFAULT_TARGET, seed=seed, n_train=N_TRAIN, **changes)
+    """The kit's config for ``method`` on the default target at the course's budget (FAST or full, as in 04)."""
+    return at.RunConfig.from_recipe(method, DEFAULT_TARGET, seed=seed, **changes)
 
 
 # %% [markdown]
 # **Learning rates, chosen on validation.** Rankings of fine-tuning methods move with the recipe, and a
-# method run at another method's learning rate is handicapped. So each method gets its kit rate × 0.5, 1
-# and 2 at seed 0, and keeps the rate with the best **validation** accuracy; test accuracy is only read
-# afterwards, over three seeds at the chosen rate.
+# method run at another method's learning rate is handicapped. So every method has its own rate, chosen
+# by `benchmarks/kit_lr.py` on **validation** accuracy at this very budget (the best mean over three seeds
+# of a small grid; its report is `benchmarks/results/kit_lr.md`); test accuracy never entered the choice.
+# Notebook 07 runs such a choice live.
 
 # %%
-kit_lr = {label: at.recipes.KIT_RECIPES[c["method"]].lr for label, c in METHOD_CONFIGS.items()}
-lr_configs = {(label, f): config(seed=0, lr=kit_lr[label] * f, **c) for label, c in METHOD_CONFIGS.items() for f in LR_FACTORS}
-lr_results = dict(zip(lr_configs, at.sweep(list(lr_configs.values()), OUT)))
-val = pd.DataFrame({label: {f"{f:g}× kit lr": 100 * lr_results[label, f]["val_acc"] for f in LR_FACTORS} for label in METHOD_CONFIGS}).T
-chosen = {label: kit_lr[label] * LR_FACTORS[int(np.argmax(val.loc[label].to_numpy()))] for label in METHOD_CONFIGS}
-val["chosen lr"] = [chosen[label] for label in val.index]
-display(val.style.format("{:.1f}").format("{:g}", subset=["chosen lr"])
-        .set_caption("validation accuracy (%) at seed 0, and the learning rate each method keeps"))
+chosen = {label: at.recipes.KIT_RECIPES[c["method"]].lr for label, c in METHOD_CONFIGS.items()}  # the kit's rates
+display(pd.DataFrame({"learning rate": chosen}).style.format("{:g}").set_caption("each method's rate (KIT_RECIPES)"))
 
 # %%
 configs = {(label, s): config(seed=s, lr=chosen[label], **c) for label, c in METHOD_CONFIGS.items() for s in SEEDS}
-results = dict(zip(configs, at.sweep(list(configs.values()), OUT)))  # seed 0 is already on disk
+results = dict(zip(configs, at.sweep(list(configs.values()), OUT)))  # 04's runs load from disk
 
 # %% [markdown]
 # Step memory is counted exactly for one step of 64 images (`at.memory_breakdown`: weights, gradients,
@@ -249,7 +241,7 @@ summary = pd.DataFrame({"test accuracy (%)": by_method["test accuracy (%)"].mean
                         "ms per step": by_method["ms per step"].mean(), "step memory (MiB)": pd.Series(step_memory)})
 display(summary.style.format({"test accuracy (%)": "{:.1f}", "± std over seeds": "{:.1f}", "trainable parameters": "{:,}",
                               "% of full FT": "{:.2f}", "ms per step": "{:.1f}", "step memory (MiB)": "{:.1f}"})
-        .set_caption(f"{DEFAULT_TARGET}, {N_TRAIN or 'all'} training images, mean over seeds {SEEDS}; head-only's "
+        .set_caption(f"{DEFAULT_TARGET}, {configs['LoRA', 0].n_train or 'all'} training images, mean over seeds {SEEDS}; head-only's "
                      "steps run on cached features (its ms per step includes computing them)"))
 
 # %% [markdown]
@@ -321,16 +313,19 @@ print("change at r = 64 over change at r = 1:", ", ".join(f"{s}: {v:.1f}×" for 
 
 # %% [markdown]
 # Now the accuracy along the rank for each convention, beside AdapterTune's (x axis: trainable
-# parameters, so the two methods are compared at equal cost; each at the learning rate chosen above).
+# parameters, so the two methods are compared at equal cost; each at its learning rate above). In FAST mode
+# the ten runs train on 500 images, half of section 3's, so the sweep costs about a minute.
 
 # %%
 LORA_RANKS = at.by_mode([1, 4, 16], [1, 2, 4, 8, 16, 32, 64])  # 3 ranks in FAST mode
 ADAPTER_RANKS = at.by_mode([2, 16, 64], [1, 2, 4, 8, 16, 32, 64])
 SWEEP_SEEDS = at.by_mode([0], [0, 1, 2])  # one seed in FAST mode: read the curves, not single points
-sweep_configs = {("LoRA " + s, r, seed): config("lora", seed, rank=r, lr=chosen["LoRA"], lora_alpha=ALPHA[s], lora_scaling=s)
-                 if r != RANK_REF else config("lora", seed, rank=r, lr=chosen["LoRA"])  # s = 1 at r = 4: one run for all three
+SWEEP_N_TRAIN = at.by_mode(500, None)  # training images: 500 in FAST mode (half the cost of ten runs), all otherwise
+lora_run = dict(lr=chosen["LoRA"], n_train=SWEEP_N_TRAIN)  # LoRA's rate from above, the sweep's images
+sweep_configs = {("LoRA " + s, r, seed): config("lora", seed, rank=r, lora_alpha=ALPHA[s], lora_scaling=s, **lora_run)
+                 if r != RANK_REF else config("lora", seed, rank=r, **lora_run)  # s = 1 at r = 4: one run for all three
                  for s in at.SCALINGS for r in LORA_RANKS for seed in SWEEP_SEEDS}
-sweep_configs |= {("AdapterTune", r, seed): config("adapter_tune", seed, rank=r, lr=chosen["AdapterTune"])
+sweep_configs |= {("AdapterTune", r, seed): config("adapter_tune", seed, rank=r, lr=chosen["AdapterTune"], n_train=SWEEP_N_TRAIN)
                   for r in ADAPTER_RANKS for seed in SWEEP_SEEDS}
 sweep_results = dict(zip(sweep_configs, at.sweep(list(sweep_configs.values()), OUT)))
 curves = (pd.DataFrame([{"curve": c, "rank": r, "seed": s, "params": res["trainable_params"], "acc": 100 * res["test_acc"]}
@@ -352,7 +347,7 @@ ax.set_xscale("log")
 ax.margins(x=0.1, y=0.12)  # room for the labels
 ax.set_xlabel("trainable parameters (log scale)")
 ax.set_ylabel("test accuracy (%)")
-ax.set_title(f"rank sweeps on {DEFAULT_TARGET} (mean over seeds {SWEEP_SEEDS})")
+ax.set_title(f"rank sweeps on {DEFAULT_TARGET}, {SWEEP_N_TRAIN or 'all'} training images (mean over seeds {SWEEP_SEEDS})")
 ax.legend(title="LoRA: s = 1 at r = 4")
 plt.show()
 

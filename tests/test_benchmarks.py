@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaptertune_lite.recipes import HEAD_ONLY_EPOCHS_FACTOR
+from adaptertune_lite.recipes import HEAD_ONLY_EPOCHS_FACTOR, KIT_RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,6 +118,7 @@ def test_kit_lr_quick_run_chooses_on_validation(tmp_path):
     report = (tmp_path / "kit_lr.md").read_text()
     assert "QUICK SMOKE RUN" in report and "## adapter_tune" in report and "## full_finetune" in report
     stored = json.loads((tmp_path / "kit_lr.json").read_text())
+    assert set(stored["methods"]) == set(KIT_RECIPES)  # every kit rate comes from this one script
     for method, entry in stored["methods"].items():
         val = np.array(entry["fast"]["val_acc"]).mean(1)
         assert entry["fast"]["chosen"] == entry["grid"][int(val.argmax())]  # the best mean validation accuracy
@@ -137,3 +138,13 @@ def test_course_time_quick_run_times_every_notebook_it_runs_and_its_cells(tmp_pa
     assert timed["total_s"] == sum(n["wall_s"] for n in timed["notebooks"])
     assert timed["step_ms"]["before"] > 0 and timed["step_ms"]["after"] > 0  # the machine's speed, probed around the walk
     assert f"{timed['step_ms']['before']:.0f} ms before the walk" in report
+
+
+def test_every_kit_learning_rate_is_the_one_the_committed_kit_lr_report_keeps():
+    """recipes.KIT_RECIPES and benchmarks/results/kit_lr.json must agree: a rate changed by hand, or a report
+    that asks for an update nobody made, fails here."""
+    stored = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "kit_lr.json").read_text())
+    for method, recipe in KIT_RECIPES.items():
+        entry = stored["methods"][method]
+        assert entry["kit_lr"] == recipe.lr, f"{method}: the report was measured against another kit rate; re-run kit_lr.py"
+        assert entry["decision"] in ("same", "keep"), f"{method}: the report chose {entry['fast']['chosen']:g}; update KIT_RECIPES"
