@@ -148,3 +148,18 @@ def test_every_kit_learning_rate_is_the_one_the_committed_kit_lr_report_keeps():
         entry = stored["methods"][method]
         assert entry["kit_lr"] == recipe.lr, f"{method}: the report was measured against another kit rate; re-run kit_lr.py"
         assert entry["decision"] in ("same", "keep"), f"{method}: the report chose {entry['fast']['chosen']:g}; update KIT_RECIPES"
+
+
+def test_readme_course_times_are_the_committed_course_time_report():
+    """README's per-notebook FAST times and its total come from benchmarks/results/course_time_cpu.json, not by hand."""
+    root = Path(__file__).resolve().parents[1]
+    timed = json.loads((root / "benchmarks" / "results" / "course_time_cpu.json").read_text())
+    readme = (root / "README.md").read_text()
+    assert f"**{timed['total_s']:.0f} s ({timed['total_s'] / 60:.1f} min)**" in readme
+    for notebook in timed["notebooks"]:
+        path = Path(notebook["notebook"])
+        if path.parent.name == "notebooks":
+            row = next(line for line in readme.splitlines() if line.startswith(f"| `{path.stem}` |"))
+            assert f"| {notebook['wall_s']:.0f} s |" in row, f"README's row for {path.stem} is not the report's {notebook['wall_s']:.0f} s"
+    probe = timed["step_ms"]
+    assert f"{probe['before']:.0f} ms before the walk and {probe['after']:.0f} ms after" in readme
