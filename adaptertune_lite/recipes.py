@@ -111,7 +111,7 @@ KIT_RECIPES: dict[str, Recipe] = {
 # 6 epochs.) Notebook 07 shows such a choice live; notebook 08 uses these rates.
 
 # Head-only trains on cached features (nothing to recompute between epochs: a few milliseconds per epoch on the kit)
-# and a linear probe converges slowly, so in every profile it gets 40x the budget's epochs (FAST left_digit: 240
+# and a linear probe converges slowly, so in every profile it gets 40x the budget's epochs (FAST left_digit: 120
 # epochs, 3 s on a 2-core CPU). Notebooks 04 and 07 show its validation accuracy at a quarter of them against all of
 # them, so "converged" is measured, not assumed (the kit report's head-only rose from 63.6 % at 4 epochs to 79.2 % at
 # 50 on left_digit).
