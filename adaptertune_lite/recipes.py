@@ -120,10 +120,10 @@ HEAD_ONLY_EPOCHS_FACTOR = 40
 # Training budget per dataset: training images (None: the whole train split) and epochs, in FAST
 # mode (laptop CPU) and in a full run.
 BUDGETS: dict[str, dict[str, dict]] = {
-    # FAST: 1000 images x 3 epochs (48 steps), cut toward the course's target of 8 minutes for the whole FAST course
-    # (notebooks and solutions) on a 2-core CPU. benchmarks/course_time.py measured 19.5 min at 6 epochs and 9.7 min at 3
-    # (2026-12-05, report benchmarks/results/course_time_cpu.md; not met); 3 epochs halve every run and cost about
-    # 3 points (AdapterTune r=16, validation, 3 seeds: 90.1 % at 6 epochs, 87.4 % at 3).
+    # FAST: 1000 images x 3 epochs (48 steps), part of keeping the whole FAST course (notebooks and solutions) within
+    # 8 minutes on a 2-core CPU. benchmarks/course_time.py measured 19.5 min at 6 epochs, 9.7 min at 3, and 7.3 min once
+    # notebooks 05-07 ran smaller FAST grids (2026-12-05, report benchmarks/results/course_time_cpu.md); 3 epochs halve
+    # every run and cost about 3 points (AdapterTune r=16, validation, 3 seeds: 90.1 % at 6 epochs, 87.4 % at 3).
     "left_digit": {"fast": {"n_train": 1000, "epochs": 3}, "full": {"n_train": None, "epochs": 15}},
     "max_digit": {"fast": {"n_train": 1000, "epochs": 3}, "full": {"n_train": None, "epochs": 15}},
     # Easy transfer saturates fast: 600 images x 2 epochs keeps notebooks 03 and 04 within their FAST time.

@@ -54,6 +54,8 @@ PAPER = at.profile("paper")  # the paper's row, whatever runs here
 METHODS = ["head_only", "adapter_tune", "full_finetune"]  # the three columns of the row
 LABELS = {"head_only": "head-only", "adapter_tune": "AdapterTune r=16", "full_finetune": "full FT"}
 LR_FACTORS = {"adapter_tune": (0.5, 1.0, 2.0), "full_finetune": (0.1, 0.3, 1.0)}  # × the recipe's lr, chosen on validation
+# FAST mode tries only full fine-tuning's three rates (the method most sensitive to its rate); AdapterTune keeps its recipe's
+TRIED = {m: factors if m == "full_finetune" else at.by_mode((1.0,), factors) for m, factors in LR_FACTORS.items()}
 HEAD_EPOCH_FACTORS = (1, 4)  # head-only on cached features: × its recipe's epochs; the longer is kept only if it gains a point
 SEEDS = [0, 1, 2]  # three seeds: the fewest a paired interval can call a difference with
 
@@ -126,13 +128,14 @@ def config(method: str, seed: int = 0, **changes) -> at.RunConfig:
 # %% [markdown]
 # **Choices on validation.** Full fine-tuning usually wants a smaller step than the adapters, and a method
 # run at another's learning rate is handicapped; so each gets three rates at seed 0 and keeps the one with
-# the best validation accuracy. Head-only is cheap on cached features, so it gets 1× and 4× its epochs: if 4× more
+# the best validation accuracy. (FAST mode tries full fine-tuning's three only; AdapterTune keeps its recipe's rate:
+# the paper's in the `paper` profile, in the `kit` profile the one `benchmarks/kit_lr.py` chose on validation.) Head-only is cheap on cached features, so it gets 1× and 4× its epochs: if 4× more
 # epochs gain less than a point on validation it has converged and keeps the shorter run (a gain within noise buys
 # nothing), otherwise the longer one. That is how we know it is not stopped early.
 
 # %%
 trials = {}
-for m, factors in LR_FACTORS.items():
+for m, factors in TRIED.items():
     for f in factors:
         trials[m, f"lr × {f:g}"] = config(m, lr=P.recipe(m).lr * f)
 for k in HEAD_EPOCH_FACTORS:
@@ -152,8 +155,8 @@ display(val.style.hide(axis="index").format({"validation accuracy (%)": "{:.1f}"
 print(f"head-only: validation accuracy {rise:+.1f} points from the second-longest to the longest training: "
       + ("converged: keeps the shorter." if rise < CONVERGED else "still rising: keeps the longer, which may not have converged "
          "either, so read its gap as an upper bound."))
-for m in LR_FACTORS:  # a choice at the edge of its grid says the grid was too small
-    if chosen[m] == [key for key in trials if key[0] == m][-1]:
+for m in TRIED:  # a choice at the edge of its grid says the grid was too small
+    if len(TRIED[m]) > 1 and chosen[m] == [key for key in trials if key[0] == m][-1]:
         print(f"{LABELS[m]}: validation chose the largest learning rate tried; a larger one might do better still.")
 
 # %% [markdown]

@@ -135,6 +135,7 @@ def test_course_time_quick_run_times_every_notebook_it_runs_and_its_cells(tmp_pa
     for notebook in timed["notebooks"]:  # every code cell ran and was timed; the notebook's wall time covers them
         assert notebook["cells"] and all(c["seconds"] is not None and c["seconds"] >= 0 for c in notebook["cells"])
         assert 0 < sum(c["seconds"] for c in notebook["cells"]) <= notebook["wall_s"]
+        assert notebook["shutdown_s"] > 0  # the kernel's shutdown, timed apart: not in wall_s, which ends with the last cell
     assert timed["total_s"] == sum(n["wall_s"] for n in timed["notebooks"])
     assert timed["step_ms"]["before"] > 0 and timed["step_ms"]["after"] > 0  # the machine's speed, probed around the walk
     assert f"{timed['step_ms']['before']:.0f} ms before the walk" in report
