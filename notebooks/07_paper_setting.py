@@ -179,7 +179,7 @@ for m in METHODS:
     mean = paired_difference(acc[m], np.zeros(len(SEEDS)))  # the mean's t interval over seeds
     rs = [results[m, s] for s in SEEDS]
     rows.append({"method": LABELS[m], "test accuracy (%)": 100 * mean.mean,
-                 "95 % CI": f"[{100 * mean.low:.1f}, {100 * mean.high:.1f}]",
+                 "95 % CI": f"[{100 * mean.low:.1f},\u00a0{100 * mean.high:.1f}]",  # a no-break space: the interval stays on one line
                  "trainable params": rs[0]["trainable_params"], "% of full FT": 100 * rs[0]["fraction_of_full"],
                  "train time (s)": np.mean([r["train_wall_time_s"] for r in rs]), "step memory (MiB)": step_memory[m],
                  "measured peak (MiB)": np.mean([r["peak_memory_mb"] for r in rs]), "peak measured as": rs[0]["memory_kind"]})
