@@ -54,7 +54,7 @@ PAPER = at.profile("paper")  # the paper's row, whatever runs here
 METHODS = ["head_only", "adapter_tune", "full_finetune"]  # the three columns of the row
 LABELS = {"head_only": "head-only", "adapter_tune": "AdapterTune r=16", "full_finetune": "full FT"}
 LR_FACTORS = {"adapter_tune": (0.5, 1.0, 2.0), "full_finetune": (0.1, 0.3, 1.0)}  # × the recipe's lr, chosen on validation
-# FAST mode tries only full fine-tuning's three rates (the method most sensitive to its rate); AdapterTune keeps its recipe's
+# FAST mode tries only full fine-tuning's three rates (the method most sensitive to its rate); AdapterTune keeps its recipe's rate
 TRIED = {m: factors if m == "full_finetune" else at.by_mode((1.0,), factors) for m, factors in LR_FACTORS.items()}
 HEAD_EPOCH_FACTORS = (1, 4)  # head-only on cached features: × its recipe's epochs; the longer is kept only if it gains a point
 SEEDS = [0, 1, 2]  # three seeds: the fewest a paired interval can call a difference with
@@ -129,9 +129,10 @@ def config(method: str, seed: int = 0, **changes) -> at.RunConfig:
 # **Choices on validation.** Full fine-tuning usually wants a smaller step than the adapters, and a method
 # run at another's learning rate is handicapped; so each gets three rates at seed 0 and keeps the one with
 # the best validation accuracy. (FAST mode tries full fine-tuning's three only; AdapterTune keeps its recipe's rate:
-# the paper's in the `paper` profile, in the `kit` profile the one `benchmarks/kit_lr.py` chose on validation.) Head-only is cheap on cached features, so it gets 1× and 4× its epochs: if 4× more
-# epochs gain less than a point on validation it has converged and keeps the shorter run (a gain within noise buys
-# nothing), otherwise the longer one. That is how we know it is not stopped early.
+# the paper's in the `paper` profile, in the `kit` profile the one `benchmarks/kit_lr.py` chose on validation.)
+# Head-only is cheap on cached features, so it gets 1× and 4× its epochs: if 4× more epochs gain less than a point on
+# validation it has converged and keeps the shorter run (a gain within noise buys nothing), otherwise the longer one.
+# That is how we know it is not stopped early.
 
 # %%
 trials = {}
