@@ -336,7 +336,7 @@ curves = (pd.DataFrame([{"curve": c, "rank": r, "seed": s, "params": res["traina
 fig, ax = plt.subplots(figsize=(7, 4.2))
 color = {name: ax.plot(part.params, part.acc, marker="o", label=name)[0].get_color()
          for name, part in curves.groupby("curve", sort=False)}
-on_top = dict(fontsize=8, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))  # readable over a line
+on_top = dict(fontsize=9, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))  # readable over a line
 lora_points = curves[curves.curve.str.startswith("LoRA")].groupby("rank").agg(params=("params", "first"), acc=("acc", "max"))
 for r, row in lora_points.iterrows():  # one label per LoRA rank (the three conventions share the x), above the highest point
     ax.annotate(f"LoRA r={r}", (row.params, row.acc), textcoords="offset points", xytext=(0, 8), ha="center", **on_top)
