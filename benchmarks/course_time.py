@@ -1,6 +1,6 @@
 """How long the whole FAST course takes: every notebook, then every solution, run in order like a student would.
 
-    python benchmarks/course_time.py              # the whole course, one cold run cache (10 minutes on 2 cores)
+    python benchmarks/course_time.py              # the whole course, one cold run cache (8 minutes on 2 cores)
     python benchmarks/course_time.py --quick      # two short notebooks: proves the script runs, measures nothing
 
 Each notebook runs top to bottom in FAST mode with nbclient, in its own fresh kernel, exactly as

@@ -164,3 +164,9 @@ def test_readme_course_times_are_the_committed_course_time_report():
             assert f"| {notebook['wall_s']:.0f} s |" in row, f"README's row for {path.stem} is not the report's {notebook['wall_s']:.0f} s"
     probe = timed["step_ms"]
     assert f"{probe['before']:.0f} ms before the walk and {probe['after']:.0f} ms after" in readme
+    # the breakdown under the table: kernel shutdowns (not counted), imports, and the cells over 8 s
+    shutdown = sum(n["shutdown_s"] for n in timed["notebooks"])
+    assert f"({shutdown:.0f} s in all" in readme and f"counted, the total is {timed['total_s'] + shutdown:.0f} s" in readme
+    imports = sum(max(c["seconds"] for c in n["cells"] if c["first_line"].startswith(("import", "from"))) for n in timed["notebooks"])
+    slow = sum(c["seconds"] for n in timed["notebooks"] for c in n["cells"] if (c["seconds"] or 0) > 8)
+    assert f"about {imports:.0f} s are importing" in readme and f"{slow:.0f} s are the cells that take over 8 s" in readme
