@@ -28,6 +28,7 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports  # the layer contract in pyproject.toml: the core never imports the course layer
 	$(BIN)/python -m pytest
 
 # Refresh the lock: resolve pyproject's ranges in a fresh venv, then record exactly what was installed.

@@ -18,7 +18,7 @@ from torch import nn
 
 from .adapters import SITES, adapters_of, add_adapters
 from .backbones import backbone_signature, head_name
-from .storage import atomic_path
+from .engine.storage import atomic_path
 
 FORMAT = "adaptertune_lite.adapters/1"
 

@@ -1,15 +1,5 @@
-"""Which parameters train, and how many there are.
-
-The first three methods carry the names of the official AdapterTune configs; the last two are the
-parameter-efficient methods notebook 08 sets beside AdapterTune:
-
-* ``head_only``     – frozen backbone, train the classification head (a linear probe);
-* ``adapter_tune``  – frozen backbone, train the adapters and the head;
-* ``full_finetune`` – train everything;
-* ``lora``          – frozen backbone, train the LoRA updates (``lora.add_lora``) and the head;
-* ``bitfit``        – train the backbone's biases (every ``*.bias``, LayerNorm's included) and the head
-  (BitFit, Ben Zaken et al. 2021).
-"""
+"""Which parameters train, and how many there are. What each method trains is its record in
+:mod:`~adaptertune_lite.methods`; here the model's parameters are sorted into those groups."""
 
 from __future__ import annotations
 
@@ -20,8 +10,7 @@ from torch import nn
 from .adapters import adapters_of
 from .backbones import head_name
 from .lora import lora_layers
-
-METHODS = ("head_only", "adapter_tune", "full_finetune", "lora", "bitfit")
+from .methods import GROUPS, method
 
 
 @dataclass(frozen=True)
@@ -55,7 +44,7 @@ def _partition(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     adapter_ids = {id(p) for a in adapters_of(model).values() for p in a.parameters()}
     lora_ids = {id(p) for layer in lora_layers(model).values() for p in (layer.lora_A, layer.lora_B)}
     head_ids = {id(p) for p in model.get_submodule(head_name(model)).parameters()}
-    groups = {"adapter": [], "lora": [], "head": [], "bias": [], "backbone": []}
+    groups = {name: [] for name in GROUPS}
     for name, p in model.named_parameters():
         group = ("adapter" if id(p) in adapter_ids else "lora" if id(p) in lora_ids else "head" if id(p) in head_ids
                  else "bias" if name.endswith("bias") else "backbone")
@@ -76,27 +65,19 @@ def count_parameters(model: nn.Module) -> ParamCount:
     )
 
 
-def set_trainable(model: nn.Module, method: str) -> nn.Module:
-    """Set ``requires_grad`` for ``method`` (one of :data:`METHODS`) and return the model.
+def set_trainable(model: nn.Module, method_name: str) -> nn.Module:
+    """Set ``requires_grad`` for ``method_name`` (one of :data:`~adaptertune_lite.methods.METHODS`): its record's
+    groups train, every other parameter is frozen. Returns the model.
 
     ``adapter_tune`` needs adapters (``add_adapters`` first), ``lora`` LoRA layers (``add_lora`` first).
     ``full_finetune`` trains every parameter, adapters and LoRA included if there are any.
     """
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}: choose one of {', '.join(METHODS)}.")
+    m = method(method_name)
     g = _partition(model)
-    if method == "adapter_tune" and not g["adapter"]:
-        raise ValueError("method 'adapter_tune' needs adapters: call add_adapters(model, rank=...) first.")
-    if method == "lora" and not g["lora"]:
-        raise ValueError("method 'lora' needs LoRA layers: call add_lora(model, rank=...) first.")
-    train = {
-        "head_only": g["head"],
-        "adapter_tune": g["head"] + g["adapter"],
-        "lora": g["head"] + g["lora"],
-        "bitfit": g["head"] + g["bias"],
-        "full_finetune": [p for ps in g.values() for p in ps],
-    }[method]
-    train_ids = {id(p) for p in train}
+    needs = {"adapters": ("adapter", "add_adapters(model, rank=...)"), "lora": ("lora", "add_lora(model, rank=...)")}.get(m.adds)
+    if needs and not g[needs[0]]:
+        raise ValueError(f"method {m.name!r} needs {m.adds}: call {needs[1]} first.")
+    train_ids = {id(p) for group in m.trains for p in g[group]}
     for p in model.parameters():
         p.requires_grad_(id(p) in train_ids)
     return model

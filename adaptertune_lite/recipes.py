@@ -19,13 +19,9 @@ frozen features are not enough, so head-only, AdapterTune and full fine-tuning d
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, fields, replace
 
-import torch
-
-from . import backbones, data
-from .runtime import by_mode
+from .methods import METHODS, method
 
 AUGMENTATIONS = ("crop_flip", "crop")  # see transforms.augmentation
 
@@ -95,27 +91,16 @@ TORCHVISION_RECIPES: dict[str, Recipe] = {
 DEFAULT_TARGET = "left_digit"  # the dataset of every comparison, elbow and placement demo
 EASY_TARGETS = ("mnist5k", "digits")  # where a linear probe on the frozen features is already strong
 
-# Per method on the kit backbone (the rest of each recipe is Recipe()'s; epochs come from BUDGETS, x HEAD_ONLY_EPOCHS_FACTOR for head-only).
-# Every rate was chosen on validation accuracy, never test, by benchmarks/kit_lr.py (report: benchmarks/results/kit_lr.md):
-# left_digit at the FAST budget (1000 images, 3 epochs), the best mean over 3 seeds of a small grid, the full budget's
-# choice (1 seed) beside it. The kit changes a rate only when the best beats it by a paired 95 % interval over the seeds
-# (stats.paired_difference), the course's own bar for calling a difference.
-KIT_RECIPES: dict[str, Recipe] = {
-    "head_only": Recipe(lr=3e-2),  # head on cached features; 1e-2 / 3e-2 / 1e-1: 72.2 / 73.1 / 73.3 %, flat once converged
-    "adapter_tune": Recipe(lr=1e-2),  # adapters (r=16) + head; 2e-3 / 5e-3 / 1e-2 / 2e-2: 73.1 / 83.3 / 87.4 / 85.7 %
-    "full_finetune": Recipe(lr=1e-3),  # every weight; 2e-4 / 5e-4 / 1e-3 / 2e-3: 84.0 / 90.3 / 90.6 / 81.5 %
-    "lora": Recipe(lr=1e-2),  # LoRA (r=2, s=1) + head; 5e-3 / 1e-2 / 2e-2 / 4e-2: 82.6 / 87.6 / 87.8 / 9.1 % (diverges)
-    "bitfit": Recipe(lr=2e-2),  # biases + head; 1e-2 / 2e-2 / 5e-2 / 1e-1: 72.0 / 73.6 / 43.5 / 9.8 %
-}
-# (AdapterTune used 5e-3 before, chosen on test accuracy on mnist5k; full FT 5e-4, chosen at an earlier FAST budget of
-# 6 epochs.) Notebook 07 shows such a choice live; notebook 08 uses these rates.
+# Per method on the kit backbone: the rate in the method's record (methods.METHODS, chosen on validation by
+# benchmarks/kit_lr.py), the rest of each recipe Recipe()'s, the epochs the budget's (BUDGETS) x the method's factor.
+KIT_RECIPES: dict[str, Recipe] = {name: Recipe(lr=m.kit_lr) for name, m in METHODS.items()}
 
 # Head-only trains on cached features (nothing to recompute between epochs: a few milliseconds per epoch on the kit)
-# and a linear probe converges slowly, so in every profile it gets 40x the budget's epochs (FAST left_digit: 120
+# and a linear probe converges slowly, so in every profile it gets 40x the budget's epochs (its record's epochs_factor) (FAST left_digit: 120
 # epochs, 3 s on a 2-core CPU). Notebooks 04 and 07 show its validation accuracy at a quarter of them against all of
 # them, so "converged" is measured, not assumed (the kit report's head-only rose from 63.6 % at 4 epochs to 79.2 % at
 # 50 on left_digit).
-HEAD_ONLY_EPOCHS_FACTOR = 40
+HEAD_ONLY_EPOCHS_FACTOR = METHODS["head_only"].epochs_factor
 
 # Training budget per dataset: training images (None: the whole train split) and epochs, in FAST
 # mode (laptop CPU) and in a full run.
@@ -132,137 +117,47 @@ BUDGETS: dict[str, dict[str, dict]] = {
 }
 
 
-def _pick(budgets: dict, fast: bool | None) -> dict:
-    """The ``"fast"`` or ``"full"`` entry of ``budgets``; ``fast=None`` follows FAST mode."""
-    return by_mode(budgets["fast"], budgets["full"]) if fast is None else budgets["fast" if fast else "full"]
+# Timm ViTs on torchvision datasets (the paper profile): FAST (a CPU, or CI with a tiny local dataset) 32 images for 2
+# epochs, only to show the code path runs; full (a GPU) the whole train split for 10 epochs, a kit choice sized for a
+# Colab T4 (notebook 07 estimates what a run costs there from counted FLOPs); the official recipe trains 50.
+TORCHVISION_BUDGET = {"fast": {"n_train": 32, "epochs": 2}, "full": {"n_train": None, "epochs": 10}}
 
 
-def _budget(dataset: str, fast: bool | None) -> dict:
+def budget(dataset: str, fast: bool) -> dict:
+    """``{"n_train", "epochs"}`` of ``dataset``'s FAST (``fast=True``) or full budget: the kit's on a kit dataset
+    (:data:`BUDGETS`), :data:`TORCHVISION_BUDGET` on a torchvision one. ``fast`` is always given: nothing here reads
+    the environment or the hardware (``course.profiles.profile`` decides FAST mode, once)."""
+    if not isinstance(fast, bool):
+        raise TypeError(f"fast must be True (the FAST budget) or False (the full one), not {fast!r}.")
+    return (BUDGETS.get(dataset) or TORCHVISION_BUDGET)["fast" if fast else "full"]
+
+
+def recipe_for(method_name: str, dataset: str = DEFAULT_TARGET, *, fast: bool) -> Recipe:
+    """The recipe a run of ``method_name`` on ``dataset`` gets when none is set: on a kit dataset the kit's (the
+    method's measured rate), on a torchvision dataset the official one (:data:`TORCHVISION_RECIPES`); at the budget's
+    epochs times the method's ``epochs_factor``. A method that trains on cached features (head-only) trains without
+    augmentation: augmented images change every epoch, so nothing could be cached."""
+    m = method(method_name)
+    base = KIT_RECIPES[m.name] if dataset in BUDGETS else TORCHVISION_RECIPES.get(dataset, OFFICIAL_RECIPE)
+    return base.replace(epochs=budget(dataset, fast)["epochs"] * m.epochs_factor,
+                        augment=None if m.caches == "features" else base.augment)
+
+
+def kit_recipe(method_name: str, dataset: str = DEFAULT_TARGET, *, fast: bool) -> Recipe:
+    """The kit's :class:`Recipe` for ``method_name`` on kit dataset ``dataset`` at its FAST or full budget."""
     if dataset not in BUDGETS:
         raise ValueError(f"No kit recipe for dataset {dataset!r}: choose one of {', '.join(BUDGETS)}.")
-    return _pick(BUDGETS[dataset], fast)
+    return recipe_for(method_name, dataset, fast=fast)
 
 
-def kit_recipe(method: str, dataset: str = DEFAULT_TARGET, fast: bool | None = None) -> Recipe:
-    """The kit's :class:`Recipe` for ``method`` on ``dataset``, with the FAST or the full budget's epochs
-    (head-only: :data:`HEAD_ONLY_EPOCHS_FACTOR` times as many, on cached features).
-
-    ``fast`` picks the budget; ``None`` follows :func:`~adaptertune_lite.runtime.fast_mode`.
-    """
-    if method not in KIT_RECIPES:
-        raise ValueError(f"Unknown method {method!r}: choose one of {', '.join(KIT_RECIPES)}.")
-    epochs = _budget(dataset, fast)["epochs"] * (HEAD_ONLY_EPOCHS_FACTOR if method == "head_only" else 1)
-    return KIT_RECIPES[method].replace(epochs=epochs)
+def n_train_for(dataset: str = DEFAULT_TARGET, *, fast: bool) -> int | None:
+    """Training images a run on ``dataset`` uses by default at its FAST or full budget (``None``: all of them)."""
+    return budget(dataset, fast)["n_train"]
 
 
-def kit_n_train(dataset: str = DEFAULT_TARGET, fast: bool | None = None) -> int | None:
-    """How many training images the kit recipe uses on ``dataset`` (``None``: all of its train split)."""
-    return _budget(dataset, fast)["n_train"]
 
-
-def recipe_for(method: str, dataset: str = DEFAULT_TARGET, fast: bool | None = None) -> Recipe:
-    """The recipe a run of ``method`` on ``dataset`` gets when none is given: the kit's on a kit dataset, the
-    official one per torchvision dataset (:data:`TORCHVISION_RECIPES`), else ``OFFICIAL_RECIPE``."""
-    if dataset in BUDGETS:
-        return kit_recipe(method, dataset, fast)
-    return TORCHVISION_RECIPES.get(dataset, OFFICIAL_RECIPE)
-
-
-def n_train_for(dataset: str, fast: bool | None = None) -> int | None:
-    """Training images a run on ``dataset`` uses by default: the kit budget's on a kit dataset, else all."""
-    return kit_n_train(dataset, fast) if dataset in BUDGETS else None
-
-
-# ----------------------------------------------------------------------------- profiles: the course's scale
-PROFILE_ENV = "ADAPTERTUNE_PROFILE"  # "kit" or "paper": overrides the automatic choice
-PAPER_BACKBONE_ENV, PAPER_DATASET_ENV = "ADAPTERTUNE_PAPER_BACKBONE", "ADAPTERTUNE_PAPER_DATASET"
-PAPER_BACKBONE = "vit_small_patch16_224.augreg_in21k_ft_in1k"  # ViT-S/16, one of the paper's three backbones
-PAPER_DATASET = "pets"  # Oxford-IIIT Pets: 3,680 trainval images, 37 classes; small, quick, one of the paper's core 5
-
-# The paper profile's budgets. Full (a GPU): the whole train split for 10 epochs, a kit choice sized for a Colab T4
-# (notebook 07 estimates what a run costs there from counted FLOPs); the official recipe trains 50. FAST (a CPU, or
-# CI with a tiny local dataset): 32 images for 2 epochs, only to show the code path runs.
-PAPER_BUDGET = {"fast": {"n_train": 32, "epochs": 2}, "full": {"n_train": None, "epochs": 10}}
-
-
-@dataclass(frozen=True)
-class Profile:
-    """The scale of the whole course: what every notebook, widget, the lecture demo's live run and the CLI train
-    on by default, and with what budget. :func:`profile` chooses one.
-
-    Args:
-        name: ``"kit"`` (the kit backbone on the offline targets) or ``"paper"`` (a pretrained timm ViT on a
-            torchvision dataset, the paper's setting).
-        backbone: the backbone runs load (``load_backbone`` name).
-        dataset: the dataset runs train on (``load_dataset`` name).
-        why: why this profile is the active one.
-    """
-
-    name: str
-    backbone: str
-    dataset: str
-    why: str = ""
-
-    def budget(self, fast: bool | None = None) -> dict:
-        """``{"n_train", "epochs"}`` of this profile's FAST or full budget (``fast=None``: follow FAST mode)."""
-        if self.name == "kit":
-            return _budget(self.dataset, fast)
-        return _pick(PAPER_BUDGET, fast)
-
-    def recipe(self, method: str, fast: bool | None = None) -> Recipe:
-        """The :class:`Recipe` a run of ``method`` gets in this profile."""
-        if self.name == "kit":
-            return kit_recipe(method, self.dataset, fast)
-        if method not in KIT_RECIPES:
-            raise ValueError(f"Unknown method {method!r}: choose one of {', '.join(KIT_RECIPES)}.")
-        epochs = self.budget(fast)["epochs"]
-        if method == "head_only":  # on cached features: no augmentation, more (cheap) epochs
-            return TORCHVISION_RECIPES.get(self.dataset, OFFICIAL_RECIPE).replace(augment=None, epochs=HEAD_ONLY_EPOCHS_FACTOR * epochs)
-        return TORCHVISION_RECIPES.get(self.dataset, OFFICIAL_RECIPE).replace(epochs=epochs)
-
-    def n_train(self, fast: bool | None = None) -> int | None:
-        """Training images of this profile's budget (``None``: the whole train split)."""
-        return self.budget(fast)["n_train"]
-
-    def __str__(self) -> str:
-        return f"{self.name} profile: {self.backbone} on {self.dataset} ({self.why})"
-
-
-PROFILES = ("kit", "paper")
-
-
-def _paper_setting() -> tuple[str, str]:
-    return os.environ.get(PAPER_BACKBONE_ENV) or PAPER_BACKBONE, os.environ.get(PAPER_DATASET_ENV) or PAPER_DATASET
-
-
-def _automatic() -> tuple[str, str]:
-    """(profile, why): ``paper`` on a CUDA GPU with the Hub reachable or the weights and data already here."""
-    if not torch.cuda.is_available():
-        return "kit", "no CUDA GPU"
-    backbone, dataset = _paper_setting()
-    if backbone in backbones.cached_models() and data.dataset_present(dataset):
-        return "paper", f"a CUDA GPU, {backbone} in the Hugging Face cache and {dataset} in {data.data_root()}"
-    if backbones.hub_reachable():
-        return "paper", "a CUDA GPU and the Hugging Face Hub reachable"
-    return "kit", (f"a CUDA GPU but no internet and no cached {backbone} + {dataset}; fill the cache on a connected machine "
-                   f"(see `adaptertune-lite doctor`) or set {PROFILE_ENV}=paper")
-
-
-def profile(name: str | None = None) -> Profile:
-    """The active :class:`Profile`: ``name`` if given, else ``$ADAPTERTUNE_PROFILE``, else the automatic choice:
-    ``paper`` on a CUDA GPU when the Hugging Face Hub is reachable (or the backbone's weights are in its cache and
-    the dataset in the data folder), ``kit`` otherwise. In the paper profile ``$ADAPTERTUNE_PAPER_BACKBONE`` and
-    ``$ADAPTERTUNE_PAPER_DATASET`` replace ViT-S/16 augreg and Oxford-IIIT Pets."""
-    env = os.environ.get(PROFILE_ENV, "").strip().lower()
-    if name is not None:
-        why = "asked for"
-    elif env:
-        name, why = env, f"{PROFILE_ENV}={env}"
-    else:
-        name, why = _automatic()
-    if name not in PROFILES:
-        raise ValueError(f"Unknown profile {name!r} ({why}): choose one of {', '.join(PROFILES)}.")
-    if name == "kit":
-        return Profile("kit", "kit_vit_tiny", DEFAULT_TARGET, why)
-    backbone, dataset = _paper_setting()
-    return Profile("paper", backbone, dataset, why)
+def kit_n_train(dataset: str = DEFAULT_TARGET, *, fast: bool) -> int | None:
+    """:func:`n_train_for` on a kit dataset (a clear error on any other)."""
+    if dataset not in BUDGETS:
+        raise ValueError(f"No kit budget for dataset {dataset!r}: choose one of {', '.join(BUDGETS)}.")
+    return n_train_for(dataset, fast=fast)

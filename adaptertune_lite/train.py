@@ -9,7 +9,7 @@ correct counts stay on the device until the epoch ends.
 
 Train and eval mode, in one place: ``fit`` trains in train mode (as the official code does, so
 dropout and drop-path of a frozen backbone stay active if the model has any), while ``evaluate`` and
-the caches of ``adaptertune_lite.shortcuts`` run in eval mode. The kit backbones have no dropout or
+the caches of ``adaptertune_lite.engine.shortcuts`` run in eval mode. The kit backbones have no dropout or
 drop-path, so for them both modes compute the same function and the shortcuts are exact.
 """
 
@@ -30,11 +30,11 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .data import decode_all, iterate, should_preload, transform_of
-from .meters import PeakMemory
+from .engine.meters import PeakMemory
+from .engine.runtime import autocast, frozen_weights_in, get_device, precision, seed_everything, use_cpu_threads
+from .engine.shortcuts import shortcut
 from .params import count_parameters, set_trainable
 from .recipes import Recipe
-from .runtime import autocast, frozen_weights_in, get_device, precision, seed_everything, use_cpu_threads
-from .shortcuts import shortcut
 from .transforms import augmentation
 
 
@@ -45,7 +45,7 @@ class Speedups:
 
     Args:
         cache_head_features: for ``head_only``, train the head on backbone features computed once
-            (``adaptertune_lite.shortcuts``), many times faster than a backbone pass every step.
+            (``adaptertune_lite.engine.shortcuts``), many times faster than a backbone pass every step.
         cache_frozen_prefix: for ``adapter_tune`` with adapters only in later blocks (e.g. ``last_k(2)``),
             compute the frozen blocks before them once and train on their output.
         preload: decode a file-backed dataset (torchvision) once into uint8 tensors held on the device,
@@ -70,7 +70,7 @@ class FitResult:
     """What a training run produced. ``history['loss']`` and ``history['lr']`` have one entry per
     optimiser step; ``history['train_acc']`` (and ``val_acc`` with ``eval_each_epoch``) one per epoch.
     ``peak_memory_mb`` is the peak memory this run added on its device (``memory_kind`` says how it
-    was measured; see :class:`~adaptertune_lite.runtime.PeakMemory`)."""
+    was measured; see :class:`~adaptertune_lite.engine.runtime.PeakMemory`)."""
 
     method: str
     epochs: int

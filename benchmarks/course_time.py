@@ -28,7 +28,7 @@ from nbclient import NotebookClient
 from speed import harness_step_time, prepared  # the step timing of the speed benchmark (this folder)
 
 import adaptertune_lite as at
-from adaptertune_lite.storage import write_json
+from adaptertune_lite.engine.storage import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 8 * 60  # the course's FAST budget: notebooks and solutions together
@@ -79,7 +79,7 @@ def step_ms(steps: int = 15) -> float:
     mean of ``steps`` after 3 warm-up steps, timed by ``speed.py``'s harness): a probe of this machine's speed at the
     moment, taken before and after the walk. A shared VM's speed drifts between runs, so a total means something only
     beside the probe taken with it."""
-    at.runtime.use_cpu_threads()
+    at.engine.runtime.use_cpu_threads()
     x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
     model = prepared("kit_vit_tiny", "adapter_tune", 10, None)
     return 1e3 * harness_step_time(model, x, y, torch.device("cpu"), steps=steps, warmup=3, checkpointing=False)

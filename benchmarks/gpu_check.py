@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the kit from this checkout, installed or not
 import adaptertune_lite as at  # noqa: E402
-from adaptertune_lite.storage import write_json  # noqa: E402
+from adaptertune_lite.engine.storage import write_json  # noqa: E402
 
 
 def device_slug() -> str:
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device = at.get_device()
-    results: dict = {"device": at.describe_device(device), "precision": at.runtime.precision(device).reason,
+    results: dict = {"device": at.describe_device(device), "precision": at.engine.runtime.precision(device).reason,
                      "versions": at.versions(), "smoke": args.smoke, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     for name, section in (("speed", lambda: speed_section(out, args.smoke)), ("graphs_per_sweep", lambda: graphs_section(args.smoke)),
                           ("kit_full_recipe", lambda: kit_section(args.smoke)), ("paper_profile_cost", lambda: cost_section(out, args.smoke))):

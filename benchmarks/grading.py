@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adaptertune_lite import runtime  # noqa: E402
+from adaptertune_lite.engine import runtime  # noqa: E402
 from adaptertune_lite.grading import grader  # noqa: E402
 
 TARGET_S = 120.0  # for 30 submissions

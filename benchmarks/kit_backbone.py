@@ -36,11 +36,11 @@ from scipy.stats import spearmanr
 
 import adaptertune_lite as at
 from adaptertune_lite.baselines import pixel_logreg
+from adaptertune_lite.course.experiments import RunConfig, runs_root, sweep
 from adaptertune_lite.elbow import fit_elbow
-from adaptertune_lite.experiments import RunConfig, runs_root, sweep
+from adaptertune_lite.engine.storage import write_json
 from adaptertune_lite.recipes import DEFAULT_TARGET, EASY_TARGETS, HEAD_ONLY_EPOCHS_FACTOR, KIT_RECIPES, Recipe, kit_n_train, kit_recipe
 from adaptertune_lite.stats import paired_difference
-from adaptertune_lite.storage import write_json
 
 SECOND_TARGET = "max_digit"  # the other target that needs adaptation
 METHODS = ("head_only", "adapter_tune", "full_finetune")
@@ -238,10 +238,10 @@ def main(argv=None) -> int:
         ("AdapterTune r=16 trainable parameters, % of full FT", 100 * frac, "<=", 5),
     ]
 
-    at.plots.use_style()
+    at.course.plots.use_style()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (ds, acc) in zip(axes, elbows.items()):
-        at.plots.plot_elbow(ranks, acc, ax=ax, elbow=at.robust_elbow(ranks, acc), references={
+        at.course.plots.plot_elbow(ranks, acc, ax=ax, elbow=at.robust_elbow(ranks, acc), references={
             "head-only": float(np.mean(res[ds]["head_only"])),
             "full fine-tuning": float(np.mean(res[ds]["full_finetune"])),
         })

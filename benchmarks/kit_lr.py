@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 import adaptertune_lite as at
-from adaptertune_lite.experiments import RunConfig, runs_root, sweep
+from adaptertune_lite.course.experiments import RunConfig, runs_root, sweep
+from adaptertune_lite.engine.storage import write_json
 from adaptertune_lite.recipes import DEFAULT_TARGET, KIT_RECIPES
 from adaptertune_lite.stats import paired_difference
-from adaptertune_lite.storage import write_json
 
 GRIDS = {  # learning rates per method, around the kit's current rate
     "head_only": [1e-2, 3e-2, 1e-1],

@@ -4,8 +4,8 @@
     python benchmarks/paper_profile_cost.py --backbone deit_tiny_patch16_224 --out /tmp/cost   # another backbone
 
 Every run the notebooks make outside FAST mode in the paper profile (the grids below are theirs) is counted
-with ``at.cost.run_flops`` on the real architecture with random weights (no download), and turned into minutes with
-``at.cost.gpu_seconds``: each GPU's published peak rate at an *assumed* utilisation. The result is an estimate, and
+with ``at.course.cost.run_flops`` on the real architecture with random weights (no download), and turned into minutes with
+``at.course.cost.gpu_seconds``: each GPU's published peak rate at an *assumed* utilisation. The result is an estimate, and
 the report says so; data loading and Python overheads are not in it. Writes ``<out>/paper_profile_cost.md`` and
 ``.json``.
 """
@@ -18,8 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import adaptertune_lite as at
-from adaptertune_lite.experiments import RunConfig, attach_method
-from adaptertune_lite.storage import write_json
+from adaptertune_lite.course.experiments import RunConfig, attach_method
+from adaptertune_lite.engine.storage import write_json
 
 SEEDS = [0, 1, 2]
 RANKS = [1, 2, 4, 8, 16, 32, 64]  # notebook 05
@@ -32,7 +32,7 @@ HEAD_TRIALS = 2  # notebook 07: head-only at 1x and 4x its epochs (each one back
 def notebook_runs(profile: at.Profile, n_train: int) -> dict[str, list[RunConfig]]:
     """Every run each notebook makes in ``profile`` at the full budget (FAST off), as configs."""
     def cfg(method: str, **changes) -> RunConfig:
-        return RunConfig.for_profile(method, profile, fast=False, **changes)
+        return RunConfig.for_profile(method, profile, **changes)
 
     official = at.recipes.OFFICIAL_RECIPE.epochs  # notebook 07 trains the row at the official 50 epochs
     return {
@@ -47,12 +47,12 @@ def notebook_runs(profile: at.Profile, n_train: int) -> dict[str, list[RunConfig
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default=at.recipes.PAPER_BACKBONE, help="timm name (default: the paper profile's)")
-    parser.add_argument("--dataset", default=at.recipes.PAPER_DATASET, choices=sorted(at.data.SPLIT_SIZES))
+    parser.add_argument("--backbone", default=at.course.profiles.PAPER_BACKBONE, help="timm name (default: the paper profile's)")
+    parser.add_argument("--dataset", default=at.course.profiles.PAPER_DATASET, choices=sorted(at.data.SPLIT_SIZES))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="report folder")
     args = parser.parse_args(argv)
 
-    profile = at.Profile("paper", args.backbone, args.dataset, "benchmarks/paper_profile_cost.py")
+    profile = at.Profile("paper", args.backbone, args.dataset, fast=False, why="benchmarks/paper_profile_cost.py")
     n_split, n_test = at.data.SPLIT_SIZES[args.dataset]
     n_val = round(0.1 * n_split)  # carved from train, as load_dataset does
     n_train = n_split - n_val
@@ -69,22 +69,22 @@ def main(argv=None) -> int:
             if shape not in flops_of:
                 model = attach_method(at.load_backbone(c.backbone, num_classes=classes, pretrained=False), c)
                 size = model.pretrained_cfg["input_size"][-1]
-                flops_of[shape] = at.cost.run_flops(model, c.method, n, c.recipe.epochs, n_val + n_test, image_size=size)
+                flops_of[shape] = at.course.cost.run_flops(model, c.method, n, c.recipe.epochs, n_val + n_test, image_size=size)
             total += flops_of[shape]
         per_notebook[notebook] = {"runs": len(configs), "pflop": total / 1e15,
-                                  "minutes": {gpu: s / 60 for gpu, s in at.cost.gpu_seconds(total).items()}}
+                                  "minutes": {gpu: s / 60 for gpu, s in at.course.cost.gpu_seconds(total).items()}}
         print(f"{notebook}: {len(configs)} runs, {total / 1e15:.1f} PFLOP, "
               + ", ".join(f"{gpu} {m:.0f} min" for gpu, m in per_notebook[notebook]["minutes"].items()))
 
-    gpus = list(at.cost.PEAK_TFLOPS)
+    gpus = list(at.course.cost.PEAK_TFLOPS)
     lines = [
         "# The paper profile's cost per notebook (an estimate)", "",
         f"Written by `benchmarks/paper_profile_cost.py` on {dt.date.today().isoformat()}: {args.backbone} on {args.dataset} "
         f"({n_train} training, {n_val} validation, {n_test} test images), the paper profile's full budget "
-        f"({at.recipes.PAPER_BUDGET['full']['epochs']} epochs; notebook 07's row the official "
-        f"{at.recipes.OFFICIAL_RECIPE.epochs}). FLOPs are counted (`at.cost.run_flops`); minutes are an **estimate**: "
-        f"the FLOPs over each GPU's published peak rate ({', '.join(f'{g} {t:g} TFLOP/s' for g, t in at.cost.PEAK_TFLOPS.items())}) "
-        f"at an assumed {100 * at.cost.ASSUMED_UTILISATION:.0f} % utilisation, without data loading.", "",
+        f"({at.recipes.TORCHVISION_BUDGET['full']['epochs']} epochs; notebook 07's row the official "
+        f"{at.recipes.OFFICIAL_RECIPE.epochs}). FLOPs are counted (`at.course.cost.run_flops`); minutes are an **estimate**: "
+        f"the FLOPs over each GPU's published peak rate ({', '.join(f'{g} {t:g} TFLOP/s' for g, t in at.course.cost.PEAK_TFLOPS.items())}) "
+        f"at an assumed {100 * at.course.cost.ASSUMED_UTILISATION:.0f} % utilisation, without data loading.", "",
         "| notebook | runs | PFLOP | " + " | ".join(f"{g}, min" for g in gpus) + " |",
         "| --- | --- | --- | " + " | ".join("---" for _ in gpus) + " |",
     ]
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "paper_profile_cost.md").write_text("\n".join(lines) + "\n")
     write_json(out / "paper_profile_cost.json", {"backbone": args.backbone, "dataset": args.dataset, "notebooks": per_notebook,
-                                                 "peak_tflops": at.cost.PEAK_TFLOPS, "utilisation": at.cost.ASSUMED_UTILISATION})
+                                                 "peak_tflops": at.course.cost.PEAK_TFLOPS, "utilisation": at.course.cost.ASSUMED_UTILISATION})
     print(f"wrote {out / 'paper_profile_cost.md'}")
     return 0
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 import adaptertune_lite as at
-from adaptertune_lite.experiments import RunConfig
+from adaptertune_lite.course.experiments import RunConfig
+from adaptertune_lite.engine.runtime import emulate_precision
+from adaptertune_lite.engine.storage import write_json
 from adaptertune_lite.recipes import DEFAULT_TARGET
-from adaptertune_lite.runtime import emulate_precision
 from adaptertune_lite.stats import paired_difference
-from adaptertune_lite.storage import write_json
 
 
 def main(argv=None) -> int:

@@ -46,9 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import adaptertune_lite as at  # noqa: E402
-from adaptertune_lite import runtime  # noqa: E402
+from adaptertune_lite.engine import runtime  # noqa: E402
+from adaptertune_lite.engine.storage import write_json  # noqa: E402
 from adaptertune_lite.recipes import DEFAULT_TARGET, KIT_RECIPES, OFFICIAL_RECIPE  # noqa: E402
-from adaptertune_lite.storage import write_json  # noqa: E402
 from adaptertune_lite.train import make_optimizer, train_step  # noqa: E402
 from adaptertune_lite.transforms import transform_for  # noqa: E402
 

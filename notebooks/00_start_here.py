@@ -71,14 +71,15 @@ print("device:", at.describe_device())
 # * **full**: the real recipe (more data, more epochs; on a GPU with a timm ViT if you like).
 #
 # Set `ADAPTERTUNE_FAST=1` or `ADAPTERTUNE_FAST=0` in the environment to choose yourself. Every recipe lives in
-# one place, `at.recipes` (built on `at.by_mode(fast_value, full_value)`): the official AdapterTune recipe, and
-# the kit backbone's recipe per method with a FAST and a full budget per dataset.
+# one place, `at.recipes`: the official AdapterTune recipe, and the kit backbone's recipe per method (its rate is in
+# the method's record, `at.methods.METHODS`) with a FAST and a full budget per dataset. A recipe is always asked for
+# with its budget named (`fast=...`): nothing in the kit reads FAST mode behind your back.
 
 # %%
 FAST = at.fast_mode()
-recipe = at.recipes.kit_recipe("adapter_tune", "mnist5k")  # a Recipe: lr, weight decay, epochs, ... for this mode
+recipe = at.recipes.kit_recipe("adapter_tune", "mnist5k", fast=FAST)  # a Recipe: lr, weight decay, epochs, ... for this mode
 print(f"FAST mode is {'on' if FAST else 'off'}; AdapterTune on mnist5k here: {recipe}, "
-      f"{at.recipes.kit_n_train('mnist5k') or 'all'} training images")
+      f"{at.recipes.kit_n_train('mnist5k', fast=FAST) or 'all'} training images")
 print("the official recipe (timm ViTs at 224 px, the paper's code):", at.recipes.OFFICIAL_RECIPE)
 
 # %% [markdown]
@@ -95,7 +96,7 @@ print("the official recipe (timm ViTs at 224 px, the paper's code):", at.recipes
 # cached: `paper`; otherwise `kit`), and `ADAPTERTUNE_PROFILE=kit` or `=paper` overrides the choice.
 
 # %%
-profile = at.profile()  # read once by every notebook, widget and the CLI from at.recipes
+profile = at.profile()  # the one call that reads FAST mode and the setting; every notebook and the CLI make it once
 print(f"active profile: {profile.name} ({profile.backbone} on {profile.dataset}), because {profile.why}")
 
 # %% [markdown]
@@ -110,7 +111,7 @@ print(f"active profile: {profile.name} ({profile.backbone} on {profile.dataset})
 # The doctor checks everything the course needs, and says what is missing:
 
 # %%
-from adaptertune_lite.cli import doctor
+from adaptertune_lite.course.cli import doctor
 
 status = doctor()  # 0 when everything the course needs is present
 assert status == 0, "Something the course needs is missing: see the doctor's report above."

@@ -32,7 +32,7 @@ from torch import nn
 import adaptertune_lite as at
 
 print({k: at.versions()[k] for k in ("torch", "timm", "adaptertune_lite")}, "|", at.describe_device())
-at.plots.use_style()
+at.course.plots.use_style()
 _ = torch.manual_seed(0)  # reproducible random weights below
 
 # %% [markdown]
@@ -71,7 +71,7 @@ with torch.no_grad():
     pooled = model.forward_head(model.norm(h), pre_logits=True)  # the [CLS] token after the final norm: (B, D)
     logits = model.head(pooled)  # (B, 10)
     print("pooled:", pooled.shape, "-> logits:", logits.shape)
-    at.claims.claim(torch.equal(logits, model(x)), "our hand-made forward pass computes exactly the model's logits")
+    at.course.claims.claim(torch.equal(logits, model(x)), "our hand-made forward pass computes exactly the model's logits")
 
 # %% [markdown]
 # Inside a block the stream `x` is only ever *added to*:

@@ -38,7 +38,7 @@ from torch import nn
 import adaptertune_lite as at
 
 print({k: at.versions()[k] for k in ("torch", "timm", "adaptertune_lite")}, "|", at.describe_device())
-at.plots.use_style()
+at.course.plots.use_style()
 _ = torch.manual_seed(0)  # reproducible random weights below
 
 # %%
@@ -73,7 +73,7 @@ for placement in at.PLACEMENTS:
 identity = pd.DataFrame(rows)
 display(identity.style.hide(axis="index").format({"max |Δ logit|": "{:.1e}"}))
 n_equal = int(identity["torch.equal"].sum())
-at.claims.claim(n_equal == len(identity) and identity["max |Δ logit|"].max() == 0.0,
+at.course.claims.claim(n_equal == len(identity) and identity["max |Δ logit|"].max() == 0.0,
                 "a zero-initialised adapter leaves the logits bitwise unchanged, in every placement")
 display(Markdown(f"**bitwise identical: {n_equal} of {len(identity)} placements**"))
 
@@ -105,7 +105,7 @@ with torch.no_grad():
     ])
 backbone.eval()
 display(modes.style.hide(axis="index"))
-at.claims.claim(not modes.loc[0, "two passes equal"] and modes.loc[1, "adapted == original"] and modes.loc[2, "adapted == original"],
+at.course.claims.claim(not modes.loc[0, "two passes equal"] and modes.loc[1, "adapted == original"] and modes.loc[2, "adapted == original"],
                 "stochastic depth makes train mode random; in eval mode, and on the kit backbone in both, the identity holds")
 
 # %% [markdown]
@@ -131,7 +131,7 @@ def grad_table(model) -> pd.DataFrame:
 
 
 step0 = grad_table(model)
-at.claims.claim((step0["‖∂L/∂W_down‖"] == 0).all() and (step0["‖∂L/∂W_up‖"] > 0).all(),
+at.course.claims.claim((step0["‖∂L/∂W_down‖"] == 0).all() and (step0["‖∂L/∂W_up‖"] > 0).all(),
                 "at step 0 every W_down gradient is exactly zero and every W_up gradient is not")
 fig, ax = plt.subplots(figsize=(6.5, 3.2))
 ax.bar(step0["block"] - 0.2, step0["‖∂L/∂W_up‖"], width=0.4, label="‖∂L/∂W_up‖")
@@ -189,10 +189,10 @@ def first_step(weight_decay: float) -> pd.DataFrame:
 no_decay, decay = first_step(0.0), first_step(WD)
 display(Markdown("**weight decay 0**"), no_decay.style.hide(axis="index").format(precision=6),
         Markdown(f"**weight decay {WD}**"), decay.style.hide(axis="index").format(precision=6))
-at.claims.claim(no_decay["W_down unchanged"].all() and no_decay["|ΔW_up| = lr·|g|/(|g|+ε)"].all()
+at.course.claims.claim(no_decay["W_down unchanged"].all() and no_decay["|ΔW_up| = lr·|g|/(|g|+ε)"].all()
                 and np.allclose(no_decay["median |ΔW_up| / lr"], 1.0, atol=1e-3),
                 "without weight decay, AdamW's first step leaves W_down alone and moves W_up by about lr per entry")
-at.claims.claim(not decay["W_down unchanged"].any() and np.allclose(decay["W_down scale after step"], 1 - LR * WD, rtol=1e-6),
+at.course.claims.claim(not decay["W_down unchanged"].any() and np.allclose(decay["W_down scale after step"], 1 - LR * WD, rtol=1e-6),
                 "with weight decay, the first step shrinks W_down by exactly lr · weight decay")
 display(Markdown(
     f"With weight decay 0 the first step leaves every `W_down` **exactly** as it was and moves each `W_up` entry "
@@ -213,7 +213,7 @@ for _ in range(2):  # step 0, then the gradients after one update
         optimizer.step()
 step1 = grad_table(model)
 display(step1.style.hide(axis="index").format(precision=4))
-at.claims.claim((step1["‖∂L/∂W_down‖"] > 0).all() and (step1["‖∂L/∂W_up‖"] > 0).all(),
+at.course.claims.claim((step1["‖∂L/∂W_down‖"] > 0).all() and (step1["‖∂L/∂W_up‖"] > 0).all(),
                 "after one step both projections get gradients")
 
 # %% [markdown]
@@ -238,7 +238,7 @@ after = pd.DataFrame([{"adapter": n, "max|W_down|": a.down.weight.abs().max().it
                        "max|W_up|": a.up.weight.abs().max().item(), "max|b_up|": a.up.bias.abs().max().item()}
                       for n, a in at.adapters_of(collapsed).items()])
 display(after.style.hide(axis="index").format(precision=5))
-at.claims.claim((after["max|W_down|"] == 0).all() and (after["max|W_up|"] == 0).all() and (after["max|b_up|"] > 0).all(),
+at.course.claims.claim((after["max|W_down|"] == 0).all() and (after["max|W_up|"] == 0).all() and (after["max|b_up|"] > 0).all(),
                 "with both projections at zero, only b_up moves")
 display(Markdown("After 5 steps both projections are **still exactly zero**; only `b_up` moved: each adapter is now a "
                  "constant bias. AdapterTune's random `W_down` is what lets `W_up` learn from the first step."))
@@ -270,7 +270,7 @@ ax.set_xlabel("σ of W_up's initialisation")
 ax.set_ylabel("max |Δ logit| over the batch (logit units)")
 ax.set_title(f"Near-identity, not identity (slope {slope:.2f} for small σ)")
 plt.show()
-at.claims.claim(0.9 < slope < 1.1 and all(torch.equal(a, b) for d in downs for a, b in zip(d, downs[0])),
+at.course.claims.claim(0.9 < slope < 1.1 and all(torch.equal(a, b) for d in downs for a, b in zip(d, downs[0])),
                 f"the deviation grows in proportion to σ (slope {slope:.2f} on log-log axes), with the same W_down for every σ")
 
 # %% [markdown]
@@ -291,7 +291,7 @@ inits = pd.DataFrame(rows)
 display(inits.style.hide(axis="index").format({"max |Δ logit|": "{:.2e}", "mean |Δ logit|": "{:.2e}"}))
 same_down = all(torch.equal(a, b) for i in inits_down for a, b in zip(inits_down[i], inits_down["zero"]))
 small_dev = inits.set_index("init").loc["small", "max |Δ logit|"]
-at.claims.claim(same_down and 0 < small_dev < inits.set_index("init").loc["random", "max |Δ logit|"],
+at.course.claims.claim(same_down and 0 < small_dev < inits.set_index("init").loc["random", "max |Δ logit|"],
                 "small init is near-identity: it deviates, but less than random init")
 display(Markdown(f"Same `W_down` in every block for every init: **{same_down}**. Small init: max deviation "
                  f"{small_dev:.2e}, near the identity but not equal to it."))
@@ -304,7 +304,7 @@ display(Markdown(f"Same `W_down` in every block for every init: **{same_down}**.
 # `‖A(h)‖ / ‖h‖`, averaged over tokens. At step 0 it is exactly 0 for every adapter.
 
 # %%
-recipe = at.recipes.kit_recipe("adapter_tune", "mnist5k")  # a Recipe: lr, weight decay, batch size, epochs
+recipe = at.recipes.kit_recipe("adapter_tune", "mnist5k", fast=at.fast_mode())  # a Recipe: lr, weight decay, batch size, epochs
 train_small = at.load_dataset("mnist5k", backbone, n_train=at.by_mode(640, None)).train  # 640 images: 10 steps/epoch
 model = at.add_adapters(copy.deepcopy(backbone), rank=RANK, init="zero")
 relative = {int(n.split(".")[1]): [] for n in at.adapters_of(model)}
@@ -338,7 +338,7 @@ ax.set_ylabel("‖A(h)‖ / ‖h‖ (mean over tokens)")
 ax.set_title("Adapter updates start at exactly zero and grow")
 ax.legend(fontsize="small", ncol=2)
 plt.show()
-at.claims.claim(all(v[0] == 0.0 for v in relative.values()) and all(v[-1] > 0 for v in relative.values()),
+at.course.claims.claim(all(v[0] == 0.0 for v in relative.values()) and all(v[-1] > 0 for v in relative.values()),
                 "every block's adapter output starts at exactly zero and grows with training")
 largest = max(relative, key=lambda b: relative[b][-1])
 display(Markdown(f"After {result.steps} steps the largest relative update is block {largest}'s: "

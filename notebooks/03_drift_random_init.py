@@ -40,7 +40,7 @@ from adaptertune_lite.drift import block_cka
 from adaptertune_lite.recipes import kit_n_train, kit_recipe
 
 print({k: at.versions()[k] for k in ("torch", "timm", "adaptertune_lite")}, "|", at.describe_device())
-at.plots.use_style()
+at.course.plots.use_style()
 
 # %%
 INITS = ["zero", "small", "random"]  # W_up = 0 | N(0, 1e-4^2) | Xavier-uniform
@@ -103,8 +103,8 @@ ax.set_ylabel("pretraining-head accuracy (fraction)")
 ax.set_title("Before any training step")
 ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, never over a bar
 plt.show()
-at.claims.claim((damage.query("init == 'zero'")["accuracy"] == baseline).all(), "zero init keeps the pretrained accuracy exactly")
-at.claims.claim(summary.loc["random", "mean"] < baseline, "random init lowers it before any learning")
+at.course.claims.claim((damage.query("init == 'zero'")["accuracy"] == baseline).all(), "zero init keeps the pretrained accuracy exactly")
+at.course.claims.claim(summary.loc["random", "mean"] < baseline, "random init lowers it before any learning")
 small_shift, small_changed = summary.loc["small", "max_shift"], summary.loc["small", "changed"]
 display(Markdown(
     f"Why **small is (nearly) zero** here: small init moves no logit by more than {small_shift:.2e}, and changes "
@@ -120,9 +120,10 @@ display(Markdown(
 # seed a callback of `fit` measures drift on a fixed probe batch at chosen steps.
 
 # %%
-recipe = kit_recipe("adapter_tune", "mnist5k")  # a Recipe: lr, weight decay, batch size, epochs (FAST or full)
+FAST = at.fast_mode()  # the FAST budget on a laptop CPU, the full one on a GPU
+recipe = kit_recipe("adapter_tune", "mnist5k", fast=FAST)  # a Recipe: lr, weight decay, batch size, epochs (FAST or full)
 backbone = at.load_backbone(BACKBONE, num_classes=10).eval()  # fresh 10-class head for digits
-digits = at.load_dataset("mnist5k", backbone, n_train=kit_n_train("mnist5k"))  # the recipe's training images
+digits = at.load_dataset("mnist5k", backbone, n_train=kit_n_train("mnist5k", fast=FAST))  # the recipe's training images
 probe_x = digits.val.transform(digits.val.images[:128])  # (128, 3, 32, 32): fixed probe batch
 steps_total = -(-len(digits.train) // recipe.batch_size) * recipe.epochs
 MEASURE_AT = sorted({0, 1, 2, 5, 10, steps_total // 2, steps_total})  # optimiser steps at which drift is measured
@@ -205,9 +206,9 @@ ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # bes
 plt.show()
 
 step0 = {t: {i: drift[(i, 0, t)] for i in INITS} for t in ("all", "cls")}
-at.claims.claim(all(v == 1.0 or abs(v - 1.0) < 1e-9 for v in step0["all"]["zero"] + step0["cls"]["zero"]),
+at.course.claims.claim(all(v == 1.0 or abs(v - 1.0) < 1e-9 for v in step0["all"]["zero"] + step0["cls"]["zero"]),
                 "at step 0 zero init's features are the pretrained ones (CKA 1)")
-at.claims.claim(min(step0["all"]["random"]) < min(step0["all"]["zero"]) and min(step0["cls"]["random"]) < 1.0,
+at.course.claims.claim(min(step0["all"]["random"]) < min(step0["all"]["zero"]) and min(step0["cls"]["random"]) < 1.0,
                 "at step 0 random init's features have already moved (CKA below 1)")
 table_b = pd.DataFrame({f"{t}, step {s}": {i: drift[(i, s, t)][-1] for i in INITS}
                         for t in ("all", "cls") for s in (0, steps_total)})

@@ -42,7 +42,7 @@ for package, version in at.versions().items():
 print("device:", at.describe_device(), "| FAST mode:", at.fast_mode())
 P = at.profile()  # kit or paper: what every run below trains on ($ADAPTERTUNE_PROFILE chooses)
 print(P)
-at.plots.use_style()
+at.course.plots.use_style()
 
 # %% [markdown]
 # ## The three methods
@@ -62,12 +62,12 @@ at.plots.use_style()
 METHODS = ["head_only", "adapter_tune", "full_finetune"]
 TARGETS = [P.dataset] + (["mnist5k"] if P.name == "kit" else [])  # the profile's target (+ the kit's easy transfer)
 SEEDS = [0, 1, 2]  # three seeds in either mode: the differences are a few points
-OUT = at.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
+OUT = at.course.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
 
 
 def config(method: str, target: str, seed: int) -> at.RunConfig:
     """The profile's config on its own target; the kit's recipe on the easy-transfer contrast."""
-    return at.RunConfig.for_profile(method, P, seed=seed) if target == P.dataset else at.RunConfig.from_recipe(method, target, seed=seed)
+    return at.RunConfig.for_profile(method, P, seed=seed) if target == P.dataset else at.RunConfig.from_recipe(method, target, fast=P.fast, seed=seed)
 
 
 configs = [config(m, t, s) for t in TARGETS for m in METHODS for s in SEEDS]
@@ -114,7 +114,7 @@ for t in TARGETS:
 
 # %%
 PIXEL_TARGETS = [t for t in TARGETS if t in at.OFFLINE_DATASETS]  # small grey images: pixels are a fair baseline
-pixels = {t: 100 * at.baselines.pixel_logreg(t, n_train=at.recipes.n_train_for(t))["test_acc"] for t in PIXEL_TARGETS}
+pixels = {t: 100 * at.baselines.pixel_logreg(t, n_train=at.recipes.n_train_for(t, fast=P.fast))["test_acc"] for t in PIXEL_TARGETS}
 head_mean = summary.set_index(["dataset", "method"]).test_acc
 display(Markdown("\n".join(
     f"* **{t}**: raw-pixel logistic regression {pixels[t]:.1f} %, head-only {head_mean[t, 'head_only']:.1f} % "

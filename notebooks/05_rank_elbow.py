@@ -35,7 +35,7 @@ for package, version in at.versions().items():
 print("device:", at.describe_device(), "| FAST mode:", at.fast_mode())
 P = at.profile()  # kit or paper: what every run below trains on ($ADAPTERTUNE_PROFILE chooses)
 print(P)
-at.plots.use_style()
+at.course.plots.use_style()
 
 # %% [markdown]
 # ## What rank buys
@@ -90,10 +90,10 @@ BASE = at.RunConfig.for_profile("adapter_tune", P)  # the profile's recipe: lr, 
 FULL_RANKS = [1, 2, 4, 8, 16, 32, 64]  # the full grid: every rank the kit benchmark ran at the full recipe
 RANKS = at.by_mode([1, 4, 16, 64], FULL_RANKS)  # ranks to sweep: every other one in FAST mode (about 5 s per run on a 2-core CPU)
 SEEDS = at.by_mode([0], [0, 1, 2])  # one seed in FAST mode; three for error bars
-OUT = at.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
+OUT = at.course.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
 print(BASE)
 
-results = at.experiments.run_elbow(BASE, RANKS, SEEDS, OUT)
+results = at.course.experiments.run_elbow(BASE, RANKS, SEEDS, OUT)
 
 # %% [markdown]
 # The fitted curve `acc(r) = a − b · r^(−c)` shows the shape; its ceiling `a` is an extrapolation beyond
@@ -102,10 +102,10 @@ results = at.experiments.run_elbow(BASE, RANKS, SEEDS, OUT)
 # the whole curve's gain rather than one comparison with the last grid point, whose own noise would decide.
 
 # %%
-fig = at.plots.elbow_figure(results, title=f"{BASE.dataset}: {BASE.n_train or 'all'} training images, {BASE.recipe.epochs} epochs")
+fig = at.course.plots.elbow_figure(results, title=f"{BASE.dataset}: {BASE.n_train or 'all'} training images, {BASE.recipe.epochs} epochs")
 plt.show()
 
-ranks, acc = at.experiments.by_rank(results)
+ranks, acc = at.course.experiments.by_rank(results)
 fit = at.fit_elbow(ranks, acc)
 table = pd.DataFrame({"rank r": ranks, "test accuracy %": 100 * acc.mean(1), "fitted %": 100 * fit(ranks)})
 display(table.style.format({"test accuracy %": "{:.1f}", "fitted %": "{:.1f}"}).hide(axis="index"))
@@ -131,12 +131,12 @@ display(Markdown(f"**{elbow.sentence()}** Curve: {100 * acc.mean(1)[0]:.1f} % at
 
 # %%
 # the kit benchmark's runs at the full recipe (benchmarks/results/kit_vit_tiny.json, in a clone of the repo), by key
-full_runs = at.experiments.full_recipe_elbow(FULL_RANKS) if P.name == "kit" else []
+full_runs = at.course.experiments.full_recipe_elbow(FULL_RANKS) if P.name == "kit" else []
 if full_runs:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for res, label in ((results, f"this notebook: {BASE.recipe.epochs} epochs, {BASE.n_train or 'all'} images"),
                        (full_runs, "full recipe (shipped): 15 epochs, all images")):
-        r, a = at.experiments.by_rank(res)
+        r, a = at.course.experiments.by_rank(res)
         ax.errorbar(r, 100 * a.mean(1), yerr=100 * a.std(1), marker="o", capsize=3, label=label)
     ax.set_xscale("log", base=2)
     ax.set_xticks(FULL_RANKS, [str(r) for r in FULL_RANKS])
@@ -145,7 +145,7 @@ if full_runs:
     ax.set_title(f"{BASE.dataset}: short training against the full recipe")
     ax.legend()
     plt.show()
-    full_ranks, full_acc = at.experiments.by_rank(full_runs)
+    full_ranks, full_acc = at.course.experiments.by_rank(full_runs)
     display(Markdown(f"* this notebook: {elbow.sentence()}\n* full recipe: {at.robust_elbow(full_ranks, full_acc).sentence()}"))
 else:
     print("No shipped full-recipe sweep for this profile here (it ships for the kit profile in benchmarks/results/).")
@@ -164,11 +164,11 @@ else:
 # %%
 n_images = BASE.n_train or len(at.load_dataset(BASE.dataset).train)  # the whole train split when n_train is None
 SMALL = BASE.replace(n_train=n_images // 4, epochs=4 * BASE.recipe.epochs)  # a quarter of the images, the same steps
-small_results = at.experiments.run_elbow(SMALL, RANKS, SEEDS, OUT)
+small_results = at.course.experiments.run_elbow(SMALL, RANKS, SEEDS, OUT)
 
 fig, ax = plt.subplots(figsize=(7, 4.2))
 for res, n in ((results, BASE.n_train), (small_results, SMALL.n_train)):
-    r, a = at.experiments.by_rank(res)
+    r, a = at.course.experiments.by_rank(res)
     ax.errorbar(r, 100 * a.mean(1), yerr=100 * a.std(1), marker="o", capsize=3, label=f"{n or n_images} training images")
 ax.set_xscale("log", base=2)
 ax.set_xticks(RANKS, [str(r) for r in RANKS])
@@ -178,7 +178,7 @@ ax.set_title("the same sweep on less data")
 ax.legend()
 plt.show()
 
-small_ranks, small_acc = at.experiments.by_rank(small_results)
+small_ranks, small_acc = at.course.experiments.by_rank(small_results)
 small_elbow = at.robust_elbow(small_ranks, small_acc)
 as_expected = small_elbow.rank <= elbow.rank
 neither = elbow.rank == elbow.max_rank and small_elbow.rank == small_elbow.max_rank  # no bend within the grid in either
@@ -203,7 +203,7 @@ display(Markdown(
 # not render, the figures above are the static version of the same plot.)
 
 # %%
-explorer = at.widgets.ElbowExplorer(BASE, OUT, ranks=FULL_RANKS, chosen=RANKS)  # every rank to pick from; starts from the sweep above
+explorer = at.course.widgets.ElbowExplorer(BASE, OUT, ranks=FULL_RANKS, chosen=RANKS)  # every rank to pick from; starts from the sweep above
 explorer.widget
 
 # %% [markdown]

@@ -36,7 +36,7 @@ for package, version in at.versions().items():
 print("device:", at.describe_device(), "| FAST mode:", at.fast_mode())
 P = at.profile()  # kit or paper: what every run below trains on ($ADAPTERTUNE_PROFILE chooses)
 print(P)
-at.plots.use_style()
+at.course.plots.use_style()
 
 # %% [markdown]
 # ## Five placements
@@ -79,7 +79,7 @@ print(list(at.adapters_of(model)))  # names of every adapter
 BASE = at.RunConfig.for_profile("adapter_tune", P)  # lr, epochs, training images
 PLACEMENTS = list(at.PLACEMENTS)
 BLOCKS = ["all", at.every_k(2), at.first_k(2), at.last_k(2)]  # which blocks get adapters
-OUT = at.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
+OUT = at.course.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
 SEEDS = [0, 1, 2]  # three seeds: the fewest a paired interval can call a difference with
 ADAPTFORMER = at.grid(BASE.replace(placement="parallel", scale=0.1), seed=SEEDS)  # AdaptFormer's scale s = 0.1
 if at.fast_mode():
@@ -90,14 +90,14 @@ else:
 results = at.sweep(configs, OUT)
 
 # %%
-rows = pd.DataFrame([{"placement": at.plots.placement_label(r["config"]), "blocks": str(r["config"]["blocks"]), "seed": r["config"]["seed"],
+rows = pd.DataFrame([{"placement": at.course.plots.placement_label(r["config"]), "blocks": str(r["config"]["blocks"]), "seed": r["config"]["seed"],
                       "test accuracy %": 100 * r["test_acc"], "trainable parameters": r["trainable_params"],
                       "seconds per run": r["wall_time_s"]} for r in results])
 table = (rows.groupby(["placement", "blocks"], sort=False).mean().drop(columns="seed").reset_index()
          .sort_values("test accuracy %", ascending=False))
 display(table.style.format({"test accuracy %": "{:.1f}", "trainable parameters": "{:,.0f}", "seconds per run": "{:.1f}"})
         .hide(axis="index"))
-fig = at.plots.placement_figure(results)
+fig = at.course.plots.placement_figure(results)
 plt.show()
 
 # %% [markdown]
@@ -159,7 +159,7 @@ display(Markdown(f"**{speedup:.1f}× faster** with {same}, in {BASE.recipe.epoch
 # on disk load instantly). Where widgets do not render, the figure above is the static version.
 
 # %%
-explorer = at.widgets.PlacementExplorer(results, BASE, OUT)
+explorer = at.course.widgets.PlacementExplorer(results, BASE, OUT)
 explorer.widget
 
 # %% [markdown]

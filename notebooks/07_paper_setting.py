@@ -61,9 +61,9 @@ SEEDS = [0, 1, 2]  # three seeds: the fewest a paired interval can call a differ
 
 
 def epochs_for(profile: at.Profile, method: str, fast: bool | None = None) -> int:
-    """The profile's epochs for ``method`` (``fast=None``: by FAST mode), but the official 50 for the paper's row
+    """The profile's epochs for ``method`` (``fast=None``: the profile's budget), but the official 50 for the paper's row
     at its full budget."""
-    full = not (at.fast_mode() if fast is None else fast)
+    full = not (profile.fast if fast is None else fast)
     if profile.name == "paper" and full and method != "head_only":
         return at.recipes.OFFICIAL_RECIPE.epochs
     return profile.recipe(method, fast).epochs
@@ -83,7 +83,7 @@ display(plan.style.hide(axis="index").set_caption(
 # %% [markdown]
 # ## What it costs
 #
-# FLOPs are counted exactly (`at.cost.run_flops`: every training step's forward and backward pass as
+# FLOPs are counted exactly (`at.course.cost.run_flops`: every training step's forward and backward pass as
 # executed, plus one forward pass over validation and test) on the real architecture with random weights,
 # which needs no network. Time is an **estimate**: the FLOPs divided by each GPU's published peak rate
 # (NVIDIA data sheets) at an *assumed* 30 % utilisation; data loading is not in it.
@@ -95,14 +95,14 @@ for m in METHODS:
     model = at.load_backbone(PAPER.backbone, num_classes=at.data.NUM_CLASSES.get(PAPER.dataset), pretrained=False)  # random weights: no download
     if m == "adapter_tune":
         at.add_adapters(model, rank=16)
-    flops = at.cost.run_flops(model, m, n_fit or 1, epochs_for(PAPER, m, fast=False), (n_val or 0) + (n_test or 0))
+    flops = at.course.cost.run_flops(model, m, n_fit or 1, epochs_for(PAPER, m, fast=False), (n_val or 0) + (n_test or 0))
     runs = len(LR_FACTORS.get(m, HEAD_EPOCH_FACTORS)) + len(SEEDS) - 1
     cost_rows.append({"method": LABELS[m], "PFLOPs per run": flops / 1e15, "runs": runs,
-                      **{f"{gpu}, min": runs * s / 60 for gpu, s in at.cost.gpu_seconds(flops).items()}})
+                      **{f"{gpu}, min": runs * s / 60 for gpu, s in at.course.cost.gpu_seconds(flops).items()}})
 cost = pd.DataFrame(cost_rows).set_index("method")
 cost.loc["total"] = cost.sum()
 display(cost.style.format("{:.2f}").format("{:.0f}", subset=["runs"]).set_caption(
-    f"estimated minutes for every run of the row at {100 * at.cost.ASSUMED_UTILISATION:.0f} % of peak (an estimate)"))
+    f"estimated minutes for every run of the row at {100 * at.course.cost.ASSUMED_UTILISATION:.0f} % of peak (an estimate)"))
 
 # %% [markdown]
 # ## Running it
@@ -117,7 +117,7 @@ else:
     print(f"The {P.name} profile ({P.why}): running the kit-scale equivalent, {P.backbone} on {P.dataset}. "
           f"The paper's row needs {PAPER.backbone} and {PAPER.dataset}; set ADAPTERTUNE_PROFILE=paper on a machine "
           "that can download them (or has them cached).")
-OUT = at.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
+OUT = at.course.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
 
 
 def config(method: str, seed: int = 0, **changes) -> at.RunConfig:

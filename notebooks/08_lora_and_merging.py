@@ -50,8 +50,9 @@ from adaptertune_lite.stats import paired_difference
 
 for package, version in at.versions().items():
     print(f"{package:<18} {version}")
-print("device:", at.describe_device(), "| FAST mode:", at.fast_mode())
-at.plots.use_style()
+FAST = at.fast_mode()  # the FAST budget (a laptop CPU) or the full one; decided once, here
+print("device:", at.describe_device(), "| FAST mode:", FAST)
+at.course.plots.use_style()
 device = at.get_device()
 
 
@@ -187,7 +188,7 @@ display(latency.style.format({"ms per batch": "{:.2f}", "× base": "{:.2f}"}).hi
 
 # %%
 SEEDS = [0, 1, 2]  # three seeds in either mode: a difference needs a paired interval over >= 3
-OUT = at.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
+OUT = at.course.experiments.runs_root()  # the course's one results cache (a JSON per run): a run any notebook trained loads instantly
 RANK_ADAPTER = 16  # AdapterTune's rank in the comparison
 
 METHOD_CONFIGS = {  # method label -> what the run trains
@@ -201,7 +202,7 @@ METHOD_CONFIGS = {  # method label -> what the run trains
 
 def config(method: str, seed: int, **changes) -> at.RunConfig:
     """The kit's config for ``method`` on the default target at the course's budget (FAST or full, as in 04)."""
-    return at.RunConfig.from_recipe(method, DEFAULT_TARGET, seed=seed, **changes)
+    return at.RunConfig.from_recipe(method, DEFAULT_TARGET, fast=FAST, seed=seed, **changes)
 
 
 # %% [markdown]
@@ -226,7 +227,7 @@ results = dict(zip(configs, at.sweep(list(configs.values()), OUT)))  # 04's runs
 # %%
 step_memory = {}
 for label, c in METHOD_CONFIGS.items():
-    model = at.experiments.attach_method(at.load_backbone("kit_vit_tiny", num_classes=10), config(seed=0, **c))  # + adapters / LoRA
+    model = at.course.experiments.attach_method(at.load_backbone("kit_vit_tiny", num_classes=10), config(seed=0, **c))  # + adapters / LoRA
     step_memory[label] = at.memory_breakdown(model, x.repeat(2, 1, 1, 1), c["method"]).total  # MiB, batch 64
 
 table = pd.DataFrame([{"method": label, "seed": s, "test accuracy (%)": 100 * r["test_acc"],
@@ -384,7 +385,7 @@ for task in TASKS:
     model = at.add_adapters(copy.deepcopy(backbone), rank=RANK_ADAPTER)
     model.reset_classifier(task_data[task].num_classes)
     at.fit(model, task_data[task].train, task_data[task].val, method="adapter_tune",
-           recipe=at.recipes.kit_recipe("adapter_tune", task), progress=False)  # the kit's AdapterTune recipe for the task
+           recipe=at.recipes.kit_recipe("adapter_tune", task, fast=FAST), progress=False)  # the kit's AdapterTune recipe for the task
     trained_acc[task] = at.evaluate(model, task_data[task].test)
     files[task] = at.save_adapters(model, task_dir / f"{task}.safetensors")
 
@@ -423,7 +424,7 @@ print("after the swaps, every backbone weight (all but the per-task head) is bit
 # %%
 full = copy.deepcopy(backbone)
 data = task_data[DEFAULT_TARGET]
-at.fit(full, data.train, data.val, method="full_finetune", recipe=at.recipes.kit_recipe("full_finetune"), progress=False)
+at.fit(full, data.train, data.val, method="full_finetune", recipe=at.recipes.kit_recipe("full_finetune", fast=FAST), progress=False)
 energy = {}  # layer -> fraction of ||ΔW||² in the top-r singular directions, r = 1..min(out, in)
 for name, w in full.named_parameters():
     if name.startswith("blocks.") and name.endswith("weight") and w.ndim == 2:

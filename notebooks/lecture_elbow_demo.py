@@ -29,7 +29,7 @@ from IPython.display import Markdown, display
 import adaptertune_lite as at
 
 print("adaptertune_lite", at.__version__, "| device:", at.describe_device())
-at.plots.use_style()
+at.course.plots.use_style()
 
 # %% [markdown]
 # ## 1 · These are real runs
@@ -42,15 +42,15 @@ at.plots.use_style()
 P = at.profile()  # kit or paper: $ADAPTERTUNE_PROFILE chooses
 print(P)
 if P.name == "kit":
-    SHIPPED = at.experiments.SHIPPED / "lecture_elbow"  # results shipped with the kit
+    SHIPPED = at.course.experiments.SHIPPED / "lecture_elbow"  # results shipped with the kit
     prov = json.loads((SHIPPED / "provenance.json").read_text())
-    results = at.experiments.load_results(SHIPPED, method="adapter_tune")
+    results = at.course.experiments.load_results(SHIPPED, method="adapter_tune")
     base = at.RunConfig.from_dict({**results[0]["config"], "seed": 0})  # the shipped config and recipe, for live runs
     source = (f"`{prov['command']}`  \n{prov['runs']} runs on {prov['machine']}, {prov['date'][:10]}, "
               f"adaptertune_lite {prov['versions']['adaptertune_lite']}, torch {prov['versions']['torch']}.")
 else:
     base = at.RunConfig.for_profile("adapter_tune", P)  # notebook 05's sweep: the same configs, so the same cache
-    results = at.experiments.run_elbow(base, [1, 2, 4, 8, 16, 32, 64], [0], at.experiments.runs_root())
+    results = at.course.experiments.run_elbow(base, [1, 2, 4, 8, 16, 32, 64], [0], at.course.experiments.runs_root())
     source = f"notebook 05's sweep in the {P.name} profile ({len(results)} runs, from the run cache)."
 display(Markdown(f"{source}  \nTarget **{base.dataset}**, {base.n_train or 'all'} training images, {base.recipe.epochs} epochs, "
                  f"backbone {base.backbone}."))
@@ -62,12 +62,12 @@ display(Markdown(f"{source}  \nTarget **{base.dataset}**, {base.n_train or 'all'
 # the largest rank, with its interval over seeds. The sentence above the figure is computed from these runs.
 
 # %%
-ranks, acc = at.experiments.by_rank(results)  # acc: (n_ranks, n_seeds) test accuracies
+ranks, acc = at.course.experiments.by_rank(results)  # acc: (n_ranks, n_seeds) test accuracies
 elbow = at.robust_elbow(ranks, acc)
-display(Markdown(f"### {elbow.sentence()}\n{at.widgets.budget_caption(results)}"))
+display(Markdown(f"### {elbow.sentence()}\n{at.course.widgets.budget_caption(results)}"))
 full_params = at.count_parameters(at.load_backbone(base.backbone, num_classes=10, pretrained=False)).total  # what full FT trains
 title = f"AdapterTune on {base.dataset}: accuracy vs rank"
-fig = at.plots.lecture_figure(results, 16, full_params, title)  # the static figure (where widgets do not render)
+fig = at.course.plots.lecture_figure(results, 16, full_params, title)  # the static figure (where widgets do not render)
 
 # %% [markdown]
 # ## 3 · Try any rank, or train it live
@@ -76,7 +76,7 @@ fig = at.plots.lecture_figure(results, 16, full_params, title)  # the static fig
 # minute on a laptop CPU) with its progress above the figure, and adds it to the error bars.
 
 # %%
-demo = at.widgets.LectureDemo(results, base, at.experiments.runs_root(), full_params, title)
+demo = at.course.widgets.LectureDemo(results, base, at.course.experiments.runs_root(), full_params, title)
 demo.widget
 
 # %% [markdown]
@@ -88,9 +88,9 @@ demo.widget
 # computed here.
 
 # %%
-full_runs = at.experiments.full_recipe_elbow(ranks) if P.name == "kit" else []
+full_runs = at.course.experiments.full_recipe_elbow(ranks) if P.name == "kit" else []
 if full_runs:
-    full_ranks, full_acc = at.experiments.by_rank(full_runs)
+    full_ranks, full_acc = at.course.experiments.by_rank(full_runs)
     full_elbow = at.robust_elbow(full_ranks, full_acc)
     display(Markdown(f"* **this demo** ({base.recipe.epochs} epochs, {base.n_train or 'all'} images): {elbow.sentence()}\n"
                      f"* **full recipe** ({full_runs[0]['config']['epochs']} epochs, all images): {full_elbow.sentence()}\n\n"

@@ -3,7 +3,8 @@
 import subprocess
 import sys
 
-from adaptertune_lite import backbones, cli
+from adaptertune_lite import backbones
+from adaptertune_lite.course import cli
 
 
 def test_doctor_reports_versions_device_and_assets(capsys):

@@ -5,7 +5,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import adaptertune_lite as at
-from adaptertune_lite.meters import TensorMemory
+from adaptertune_lite.engine.meters import TensorMemory
 from helpers import tiny_vit
 
 
@@ -45,7 +45,7 @@ def test_memory_breakdown_counts_the_frozen_weights_as_a_bf16_gpu_stores_them(im
     fp32 = at.memory_breakdown(model, images, "adapter_tune")
     frozen_matmul = sum(p.numel() for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))
                         for p in m.parameters(recurse=False) if not p.requires_grad)
-    with at.runtime.emulate_precision(torch.bfloat16):
+    with at.engine.runtime.emulate_precision(torch.bfloat16):
         bf16, bf16_full = at.memory_breakdown(model, images, "adapter_tune"), at.memory_breakdown(model, images, "full_finetune")
     assert (fp32.weights - bf16.weights) * 2**20 == 2 * frozen_matmul  # 4 -> 2 bytes each
     assert bf16_full.weights == fp32.weights and bf16.gradients == fp32.gradients  # trained weights stay fp32
@@ -118,22 +118,22 @@ def test_step_flops_count_the_backward_pass_that_runs():
 def test_a_runs_flops_are_its_training_steps_plus_one_forward_pass_over_the_evaluation_images():
     x = torch.zeros(1, 3, 32, 32)
     model = at.add_adapters(tiny_vit(), rank=4)
-    step, forward = at.step_flops(model, x, "adapter_tune"), at.cost.forward_flops(model, x)
+    step, forward = at.step_flops(model, x, "adapter_tune"), at.course.cost.forward_flops(model, x)
     assert 0 < forward < step  # a training step adds a backward pass to the forward one
-    assert at.cost.run_flops(model, "adapter_tune", n_train=10, epochs=3, n_eval=7, image_size=32) == 3 * 10 * step + 7 * forward
+    assert at.course.cost.run_flops(model, "adapter_tune", n_train=10, epochs=3, n_eval=7, image_size=32) == 3 * 10 * step + 7 * forward
     # head-only trains on cached features: one backbone pass per image, whatever the epochs
-    head = at.cost.run_flops(tiny_vit(), "head_only", n_train=10, epochs=3, n_eval=7, image_size=32)
-    assert head == 17 * at.cost.forward_flops(tiny_vit(), x)
+    head = at.course.cost.run_flops(tiny_vit(), "head_only", n_train=10, epochs=3, n_eval=7, image_size=32)
+    assert head == 17 * at.course.cost.forward_flops(tiny_vit(), x)
 
 
 def test_forward_flops_count_a_linear_layer_as_two_flops_per_multiply_add():
-    assert at.cost.forward_flops(torch.nn.Linear(8, 5), torch.zeros(3, 8)) == 2 * 3 * 8 * 5
+    assert at.course.cost.forward_flops(torch.nn.Linear(8, 5), torch.zeros(3, 8)) == 2 * 3 * 8 * 5
 
 
 def test_gpu_estimates_divide_the_flops_by_each_published_rate_at_the_assumed_utilisation():
-    est = at.cost.gpu_seconds(1e15)
-    assert set(est) == set(at.cost.PEAK_TFLOPS)
+    est = at.course.cost.gpu_seconds(1e15)
+    assert set(est) == set(at.course.cost.PEAK_TFLOPS)
     for gpu, seconds in est.items():
-        assert seconds == 1e15 / (at.cost.PEAK_TFLOPS[gpu] * 1e12 * at.cost.ASSUMED_UTILISATION)
+        assert seconds == 1e15 / (at.course.cost.PEAK_TFLOPS[gpu] * 1e12 * at.course.cost.ASSUMED_UTILISATION)
     assert est["Colab T4 (fp16)"] > est["A100 (bf16)"] > est["H100 SXM (bf16)"]
-    assert at.cost.gpu_seconds(2e15, utilisation=0.6) == pytest.approx(est)  # twice the work at twice the utilisation
+    assert at.course.cost.gpu_seconds(2e15, utilisation=0.6) == pytest.approx(est)  # twice the work at twice the utilisation

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import adaptertune_lite as at
-from adaptertune_lite import experiments
-from adaptertune_lite.cli import main
+from adaptertune_lite.course import experiments
+from adaptertune_lite.course.cli import main
 from adaptertune_lite.recipes import BUDGETS, KIT_RECIPES, recipe_for
 from helpers import ROOT
 
@@ -43,7 +43,7 @@ def test_a_config_key_names_exactly_what_the_run_depends_on(monkeypatch):
     assert replace(TINY, blocks=[4, 5]) == replace(TINY, blocks=(4, 5))  # lists become tuples: still hashable
     before = TINY.key()
     monkeypatch.setattr(at, "__version__", "9.9.9")
-    assert TINY.key() != before  # a new kit version never reuses old results
+    assert replace(TINY).key() != before  # a new kit version never reuses old results (keys are made when a config is built)
 
 
 def test_from_recipe_takes_the_kit_recipe_then_the_changes():
@@ -58,8 +58,51 @@ def test_from_recipe_takes_the_kit_recipe_then_the_changes():
 
 def test_a_config_without_a_recipe_takes_its_methods_recipe_not_literals():
     """The defaults come from recipes.py: a head-only config gets the head-only learning rate."""
-    assert at.RunConfig(method="head_only", dataset="mnist5k").recipe == recipe_for("head_only", "mnist5k")
+    assert at.RunConfig(method="head_only", dataset="mnist5k").recipe == recipe_for("head_only", "mnist5k", fast=True)
     assert at.RunConfig(method="full_finetune").recipe.lr == KIT_RECIPES["full_finetune"].lr
+    assert at.RunConfig(method="full_finetune", fast=False).recipe.epochs == BUDGETS["left_digit"]["full"]["epochs"]
+
+
+def test_a_recipe_that_was_not_set_follows_the_method_in_grid_replace_and_dataclasses_replace():
+    """grid(adapter_tune_config, method=[...]) used to train full fine-tuning at AdapterTune's lr 1e-2 and head-only
+    for 3 epochs instead of its 120."""
+    base = at.RunConfig.from_recipe("adapter_tune", fast=True)
+    head, full = at.grid(base, method=["head_only", "full_finetune"])
+    assert head.recipe == at.RunConfig.from_recipe("head_only", fast=True).recipe and head.recipe.epochs == 120
+    assert full.recipe.lr == KIT_RECIPES["full_finetune"].lr != base.recipe.lr
+    assert replace(base, method="head_only").recipe == head.recipe  # dataclasses.replace too (the explorers use it)
+    assert head.key() == at.RunConfig.from_recipe("head_only", fast=True).key()
+
+
+def test_a_recipe_that_was_set_is_kept_across_methods_and_the_user_is_told():
+    tuned = at.RunConfig.from_recipe("adapter_tune", fast=True, lr=5e-3)
+    with pytest.warns(UserWarning, match="keeps the recipe that was set"):
+        moved = tuned.replace(method="full_finetune")
+    assert moved.recipe.lr == 5e-3
+    assert tuned.replace(method="full_finetune", recipe=None).recipe.lr == KIT_RECIPES["full_finetune"].lr
+
+
+def test_building_a_config_reads_neither_the_environment_nor_the_hardware(monkeypatch):
+    """RunConfig() used to read FAST mode and CUDA when built: one object, different runs in different processes."""
+    built = []
+    for fast, cuda in (("1", False), ("0", True)):
+        monkeypatch.setenv("ADAPTERTUNE_FAST", fast)
+        monkeypatch.setattr("torch.cuda.is_available", lambda cuda=cuda: cuda)
+        built.append((at.RunConfig(), at.RunConfig(method="head_only"), at.RunConfig.from_recipe("lora", fast=False)))
+    assert built[0] == built[1] and [c.key() for c in built[0]] == [c.key() for c in built[1]]
+
+
+def test_a_configs_key_is_computed_once_when_it_is_built(monkeypatch, tmp_path):
+    configs = at.grid(TINY, seed=[0, 1])
+    for c in configs:  # a sweep over finished runs asks every key several times
+        experiments.write_json(experiments.result_path(tmp_path, c), {"format": experiments.RESULT_FORMAT, "key": c.key(),
+                               "config": c.to_dict(), "val_acc": 0.5, "test_acc": 0.5, "wall_time_s": 1.0})
+
+    def no_rehash(config):
+        raise AssertionError("a key was hashed again")
+
+    monkeypatch.setattr(experiments, "_key_of", no_rehash)
+    assert [r["key"] for r in at.sweep(configs, tmp_path, progress=False)] == [c.key() for c in configs]
 
 
 def test_the_recipe_is_part_of_the_key_and_speedups_are_not(tmp_path):
@@ -163,7 +206,7 @@ def test_the_elbow_fit_needs_three_ranks():
 
 @pytest.mark.slow
 def test_the_sweep_command_runs_a_grid_and_resumes(tmp_path):
-    cmd = [sys.executable, "-m", "adaptertune_lite.cli", "sweep", "--dataset", "digits", "--ranks", "1,2",
+    cmd = [sys.executable, "-m", "adaptertune_lite.course.cli", "sweep", "--dataset", "digits", "--ranks", "1,2",
            "--seeds", "0", "--epochs", "1", "--n-train", "40", "--out", str(tmp_path)]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

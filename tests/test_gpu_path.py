@@ -7,7 +7,8 @@ import timm.layers
 import torch
 
 import adaptertune_lite as at
-from adaptertune_lite import data, runtime
+from adaptertune_lite import data
+from adaptertune_lite.engine import runtime
 from adaptertune_lite.train import train_step
 from helpers import tiny_vit
 

@@ -17,7 +17,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import adaptertune_lite as at
-from adaptertune_lite import cli
+from adaptertune_lite.course import cli
 from adaptertune_lite.grading import build, check, grader, tasks_of
 from adaptertune_lite.grading.tasks import TASKS
 from helpers import ROOT

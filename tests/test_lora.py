@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import adaptertune_lite as at
-from adaptertune_lite.experiments import RunConfig
+from adaptertune_lite.course.experiments import RunConfig
 
 
 def _vit(name: str) -> nn.Module:

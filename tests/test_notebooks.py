@@ -50,7 +50,7 @@ EXPECTED = {
                            "Budget: ", "**full recipe** (15 epochs, all images)"],
 }
 # Text that must never appear: a claim the notebook checks and prints, found false. Every notebook states its claims
-# with at.claims.claim, which prints FAILS instead of raising, so a student's changed seed never stops a notebook.
+# with at.course.claims.claim, which prints FAILS instead of raising, so a student's changed seed never stops a notebook.
 NEVER = {"08_lora_and_merging": ["DIFFERENT", "bitwise the original: False", "bitwise: False"]}
 
 
@@ -110,7 +110,7 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
     for text in EXPECTED.get(path.stem, []):
         assert text in shown, f"{path.name} did not show {text!r}"
     nbformat.write(nb, tmp_path / path.name)  # executed copy, for a human to look at when something fails
-    for text in NEVER.get(path.stem, []) + [at.claims.FAILS]:
+    for text in NEVER.get(path.stem, []) + [at.course.claims.FAILS]:
         assert text not in shown, f"{path.name} showed {text!r}"
     stderr = [out["text"] for cell in nb.cells for out in cell.get("outputs", []) if out.get("name") == "stderr"]
     assert not stderr, f"{path.name} printed to stderr (a student reads red text as an error): {stderr}"

@@ -18,7 +18,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import adaptertune_lite as at
-import adaptertune_lite.cli
+import adaptertune_lite.course.cli
 from helpers import ROOT
 
 MODEL = "deit_tiny_patch16_224.fb_in1k"  # the smallest of the paper's backbones
@@ -119,7 +119,7 @@ def test_a_slurm_sweep_runs_a_timm_backbone_on_a_torchvision_dataset(offline_fil
     submitit = pytest.importorskip("submitit")
     executor = submitit.LocalExecutor(folder=tmp_path / "jobs")
     executor.update_parameters(timeout_min=10)
-    configs = at.grid(at.RunConfig.from_recipe("head_only", "pets", backbone=MODEL, epochs=1), seed=[0, 1])
+    configs = at.grid(at.RunConfig.from_recipe("head_only", "pets", fast=False, backbone=MODEL, epochs=1), seed=[0, 1])
     results = at.sweep(configs, tmp_path / "out", progress=False, executor=executor)
     assert [r["config"]["backbone"] for r in results] == [MODEL] * 2 and [r["config"]["seed"] for r in results] == [0, 1]
     assert all(r["config"]["batch_size"] == at.recipes.OFFICIAL_RECIPE.batch_size and 0 <= r["test_acc"] <= 1 for r in results)
@@ -131,7 +131,7 @@ def test_the_cli_sweeps_a_timm_backbone_on_a_torchvision_dataset(offline_files, 
     (cut to a tiny budget here) through the real loaders and writes a result."""
     out = tmp_path / "out"
     env = {**os.environ, "ADAPTERTUNE_FAST": "1"}
-    cmd = [sys.executable, "-m", "adaptertune_lite.cli", "sweep", "--backbone", MODEL, "--dataset", "pets",
+    cmd = [sys.executable, "-m", "adaptertune_lite.course.cli", "sweep", "--backbone", MODEL, "--dataset", "pets",
            "--method", "head_only", "--epochs", "1", "--out", str(out)]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -141,7 +141,7 @@ def test_the_cli_sweeps_a_timm_backbone_on_a_torchvision_dataset(offline_files, 
 
 
 def test_doctor_lists_what_is_cached_for_offline_use(offline_files, capsys):
-    at.cli.doctor()
+    at.course.cli.doctor()
     shown = capsys.readouterr().out
     assert MODEL in shown and "oxford-iiit-pet" in shown
 
@@ -156,7 +156,7 @@ def paper_node(tmp_path, monkeypatch):
     fill_hub_cache(cache)
     fill_pets(data_root, per_class=16)
     for name, value in {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", at.data.DATA_ENV: str(data_root),
-                        at.recipes.PROFILE_ENV: "paper", at.recipes.PAPER_BACKBONE_ENV: MODEL, "ADAPTERTUNE_FAST": "1",
+                        at.course.profiles.PROFILE_ENV: "paper", at.course.profiles.PAPER_BACKBONE_ENV: MODEL, "ADAPTERTUNE_FAST": "1",
                         "ADAPTERTUNE_RUNS": str(tmp_path / "runs"), "MPLBACKEND": "Agg"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
@@ -165,8 +165,8 @@ def paper_node(tmp_path, monkeypatch):
 
 
 def test_a_gpu_node_with_a_filled_cache_and_data_folder_chooses_the_paper_profile(offline_files, monkeypatch):
-    monkeypatch.delenv(at.recipes.PROFILE_ENV, raising=False)
-    monkeypatch.setenv(at.recipes.PAPER_BACKBONE_ENV, MODEL)
+    monkeypatch.delenv(at.course.profiles.PROFILE_ENV, raising=False)
+    monkeypatch.setenv(at.course.profiles.PAPER_BACKBONE_ENV, MODEL)
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     assert at.data.dataset_present("pets") and not at.data.dataset_present("cifar10")
     p = at.profile()
@@ -175,12 +175,12 @@ def test_a_gpu_node_with_a_filled_cache_and_data_folder_chooses_the_paper_profil
 
 def test_the_cli_sweeps_the_profiles_setting_when_no_backbone_or_dataset_is_named(paper_node):
     out = paper_node / "out"
-    cmd = [sys.executable, "-m", "adaptertune_lite.cli", "sweep", "--method", "head_only", "--out", str(out)]
+    cmd = [sys.executable, "-m", "adaptertune_lite.course.cli", "sweep", "--method", "head_only", "--out", str(out)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"paper profile: {MODEL} on pets" in done.stderr
     (result,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
-    budget = at.recipes.PAPER_BUDGET["fast"]
+    budget = at.recipes.TORCHVISION_BUDGET["fast"]
     assert (result["config"]["backbone"], result["config"]["dataset"], result["config"]["n_train"]) == (MODEL, "pets", budget["n_train"])
 
 

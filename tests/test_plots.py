@@ -6,7 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from adaptertune_lite import plots  # noqa: E402  (after choosing the backend)
+from adaptertune_lite.course import plots  # noqa: E402  (after choosing the backend)
 
 
 def _result(placement: str, blocks: str, acc: float, params: int, seed: int = 0) -> dict:

@@ -11,12 +11,12 @@ from safetensors.torch import load_file
 
 from adaptertune_lite import kit_provenance
 from adaptertune_lite.backbones import KIT_BACKBONES, sha256_of
-from adaptertune_lite.pretrain import PretrainConfig, pretrain
+from adaptertune_lite.course.pretrain import PretrainConfig, pretrain
 
 
 @pytest.mark.slow
 def test_pretrain_cli_writes_weights_and_provenance(tmp_path):
-    cmd = [sys.executable, "-m", "adaptertune_lite.cli", "pretrain", "--n-fractal", "3", "--n-glyph", "3",
+    cmd = [sys.executable, "-m", "adaptertune_lite.course.cli", "pretrain", "--n-fractal", "3", "--n-glyph", "3",
            "--steps", "6", "--batch-size", "16", "--warmup-steps", "2", "--eval-every", "3", "--eval-per-class", "2",
            "--out", str(tmp_path)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -32,14 +32,20 @@ def test_head_only_gets_many_times_the_epochs_because_its_cached_features_make_t
         assert kit_recipe("adapter_tune", fast=fast).epochs == epochs
 
 
-def test_recipes_follow_fast_mode_when_not_told(monkeypatch):
-    monkeypatch.setenv("ADAPTERTUNE_FAST", "1")
-    assert kit_recipe("head_only", "mnist5k") == kit_recipe("head_only", "mnist5k", fast=True)
-    monkeypatch.setenv("ADAPTERTUNE_FAST", "0")
-    assert kit_n_train("mnist5k") is None
+def test_recipes_never_read_fast_mode_from_the_environment_the_budget_is_always_named(monkeypatch):
+    """A recipe means one run in every process: FAST mode is decided once, by at.profile(), and passed in."""
+    with pytest.raises(TypeError):
+        kit_recipe("head_only", "mnist5k")  # noqa  (fast is a required keyword)
+    with pytest.raises(TypeError, match="fast must be True"):
+        recipe_for("head_only", "mnist5k", fast=None)
+    for flag in ("1", "0"):
+        monkeypatch.setenv("ADAPTERTUNE_FAST", flag)
+        assert kit_recipe("head_only", "mnist5k", fast=True).epochs == 40 * BUDGETS["mnist5k"]["fast"]["epochs"]
+        assert kit_n_train("mnist5k", fast=False) is None
 
 
-@pytest.mark.parametrize("call, words", [(lambda: kit_recipe("prompt_tuning"), "head_only"), (lambda: kit_n_train("cifar10"), "left_digit")])
+@pytest.mark.parametrize("call, words", [(lambda: kit_recipe("prompt_tuning", fast=True), "head_only"),
+                                         (lambda: kit_n_train("cifar10", fast=True), "left_digit")])
 def test_unknown_names_list_the_choices(call, words):
     with pytest.raises(ValueError, match=words):
         call()
@@ -64,21 +70,31 @@ def test_a_bad_recipe_says_what_to_use(bad, words):
 
 def test_recipe_for_gives_the_kit_recipe_on_kit_data_and_the_official_one_elsewhere():
     assert recipe_for("head_only", "mnist5k", fast=True) == kit_recipe("head_only", "mnist5k", fast=True)
-    assert recipe_for("adapter_tune", "cifar100") == OFFICIAL_RECIPE == recipe_for("full_finetune", "pets")
-    assert recipe_for("adapter_tune", "svhn").augment == "crop"  # digits are not flipped
+    full = at.recipes.TORCHVISION_BUDGET["full"]["epochs"]
+    official = OFFICIAL_RECIPE.replace(epochs=full)
+    assert recipe_for("adapter_tune", "cifar100", fast=False) == official == recipe_for("full_finetune", "pets", fast=False)
+    assert recipe_for("adapter_tune", "svhn", fast=True).augment == "crop"  # digits are not flipped
     assert set(TORCHVISION_RECIPES) == set(at.ONLINE_DATASETS)  # every torchvision set has one
 
 
-def test_a_config_for_a_torchvision_dataset_takes_the_official_recipe_and_all_images():
+def test_a_config_for_a_torchvision_dataset_takes_the_official_recipe_at_its_budget():
     """The CLI's `sweep --backbone <timm ViT> --dataset cifar100` used to stop at 'No kit recipe'."""
-    c = at.RunConfig.from_recipe("adapter_tune", "cifar100", backbone="vit_small_patch16_224.augreg_in21k_ft_in1k")
-    assert c.recipe == OFFICIAL_RECIPE and c.n_train is None and c.backbone.startswith("vit_small")
+    c = at.RunConfig.from_recipe("adapter_tune", "cifar100", fast=False, backbone="vit_small_patch16_224.augreg_in21k_ft_in1k")
+    assert c.recipe == OFFICIAL_RECIPE.replace(epochs=10) and c.n_train is None and c.backbone.startswith("vit_small")
+
+
+def test_both_head_only_paths_agree_and_train_on_cached_features():
+    """The paper profile's head-only and a plain config's head-only on the same dataset are one recipe, without the
+    augmentation that would turn the feature cache off (the official recipe's crop_flip used to stay on one path)."""
+    for fast in (True, False):
+        plain = at.RunConfig.from_recipe("head_only", "pets", fast=fast).recipe
+        assert plain == at.profile("paper", fast=fast).recipe("head_only") and plain.augment is None
 
 
 # ----------------------------------------------------------------------------- profiles: the course's scale
 @pytest.fixture
 def no_profile_env(monkeypatch):
-    for name in (at.recipes.PROFILE_ENV, at.recipes.PAPER_BACKBONE_ENV, at.recipes.PAPER_DATASET_ENV):
+    for name in (at.course.profiles.PROFILE_ENV, at.course.profiles.PAPER_BACKBONE_ENV, at.course.profiles.PAPER_DATASET_ENV):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -99,22 +115,22 @@ def test_a_laptop_without_a_gpu_gets_the_kit_profile_and_is_told_why(no_profile_
 def test_a_gpu_gets_the_paper_profile_only_when_the_weights_and_data_can_be_had(no_profile_env, hub, cached, present, expected):
     no_profile_env.setattr("torch.cuda.is_available", lambda: True)
     no_profile_env.setattr(at.backbones, "hub_reachable", lambda *a, **k: hub)
-    no_profile_env.setattr(at.backbones, "cached_models", lambda: [at.recipes.PAPER_BACKBONE] if cached else [])
+    no_profile_env.setattr(at.backbones, "cached_models", lambda: [at.course.profiles.PAPER_BACKBONE] if cached else [])
     no_profile_env.setattr(at.data, "dataset_present", lambda name, root=None: present)
     p = at.profile()
     assert p.name == expected and p.why
     if expected == "kit":
-        assert at.recipes.PROFILE_ENV in p.why  # says how to override
+        assert at.course.profiles.PROFILE_ENV in p.why  # says how to override
 
 
 def test_the_environment_overrides_the_choice_and_names_the_paper_setting(no_profile_env):
-    no_profile_env.setenv(at.recipes.PROFILE_ENV, "paper")
+    no_profile_env.setenv(at.course.profiles.PROFILE_ENV, "paper")
     p = at.profile()
-    assert (p.name, p.backbone, p.dataset) == ("paper", at.recipes.PAPER_BACKBONE, "pets") and "ADAPTERTUNE_PROFILE=paper" in p.why
-    no_profile_env.setenv(at.recipes.PAPER_BACKBONE_ENV, "deit_tiny_patch16_224.fb_in1k")
-    no_profile_env.setenv(at.recipes.PAPER_DATASET_ENV, "cifar10")
+    assert (p.name, p.backbone, p.dataset) == ("paper", at.course.profiles.PAPER_BACKBONE, "pets") and "ADAPTERTUNE_PROFILE=paper" in p.why
+    no_profile_env.setenv(at.course.profiles.PAPER_BACKBONE_ENV, "deit_tiny_patch16_224.fb_in1k")
+    no_profile_env.setenv(at.course.profiles.PAPER_DATASET_ENV, "cifar10")
     assert (at.profile().backbone, at.profile().dataset) == ("deit_tiny_patch16_224.fb_in1k", "cifar10")
-    no_profile_env.setenv(at.recipes.PROFILE_ENV, "papr")
+    no_profile_env.setenv(at.course.profiles.PROFILE_ENV, "papr")
     with pytest.raises(ValueError, match="kit, paper"):
         at.profile()
 
@@ -123,17 +139,19 @@ def test_the_kit_profile_gives_exactly_the_kit_configs_so_shipped_results_keep_t
     no_profile_env.setattr("torch.cuda.is_available", lambda: False)
     for method in KIT_RECIPES:
         for fast in (True, False):
-            mine, kit = at.RunConfig.for_profile(method, fast=fast, seed=2), at.RunConfig.from_recipe(method, fast=fast, seed=2)
+            mine, kit = at.RunConfig.for_profile(method, at.profile(fast=fast), seed=2), at.RunConfig.from_recipe(method, fast=fast, seed=2)
             assert mine == kit and mine.key() == kit.key()
 
 
 def test_the_paper_profile_trains_by_the_official_recipe_with_its_own_budget(no_profile_env):
-    paper = at.profile("paper")
     for fast in (True, False):
-        budget = at.recipes.PAPER_BUDGET["fast" if fast else "full"]
-        config = at.RunConfig.for_profile("adapter_tune", paper, fast)
-        assert config.backbone == at.recipes.PAPER_BACKBONE and config.dataset == "pets" and config.n_train == budget["n_train"]
+        budget = at.recipes.TORCHVISION_BUDGET["fast" if fast else "full"]
+        paper = at.profile("paper", fast=fast)
+        config = at.RunConfig.for_profile("adapter_tune", paper)
+        assert config.backbone == at.course.profiles.PAPER_BACKBONE and config.dataset == "pets" and config.n_train == budget["n_train"]
         assert config.recipe == OFFICIAL_RECIPE.replace(epochs=budget["epochs"])
-        head = at.RunConfig.for_profile("head_only", paper, fast).recipe  # cached features: no augmentation, more epochs
+        head = at.RunConfig.for_profile("head_only", paper).recipe  # cached features: no augmentation, more epochs
         assert head.augment is None and head.epochs == at.recipes.HEAD_ONLY_EPOCHS_FACTOR * budget["epochs"]
-    assert at.RunConfig.for_profile("full_finetune", "paper", True, lr=1e-4).recipe.lr == 1e-4  # changes apply last
+    assert at.RunConfig.for_profile("full_finetune", at.profile("paper", fast=True), lr=1e-4).recipe.lr == 1e-4  # changes apply last
+    with pytest.raises(TypeError, match="Profile"):
+        at.RunConfig.for_profile("full_finetune", "paper")  # a name would have to read FAST mode here

@@ -43,6 +43,6 @@ def test_unpaired_input_fails_clearly():
 
 
 def test_a_claim_prints_whether_it_holds_and_never_raises(capsys):
-    assert at.claims.claim(True, "two is even") is True
-    assert at.claims.claim(0 > 1, "zero exceeds one") is False  # a student's changed seed: reported, not raised
-    assert capsys.readouterr().out.splitlines() == ["✓ two is even", f"{at.claims.FAILS} zero exceeds one"]
+    assert at.course.claims.claim(True, "two is even") is True
+    assert at.course.claims.claim(0 > 1, "zero exceeds one") is False  # a student's changed seed: reported, not raised
+    assert capsys.readouterr().out.splitlines() == ["✓ two is even", f"{at.course.claims.FAILS} zero exceeds one"]

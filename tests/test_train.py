@@ -10,7 +10,7 @@ from torchvision.datasets import FakeData
 
 import adaptertune_lite as at
 from adaptertune_lite.data import FileImageDataset, decode_all
-from adaptertune_lite.shortcuts import Suffix, cache_prefix, frozen_body, frozen_prefix_depth
+from adaptertune_lite.engine.shortcuts import Suffix, cache_prefix, frozen_body, frozen_prefix_depth
 from adaptertune_lite.train import warmup_cosine
 from adaptertune_lite.transforms import RandomResizedCropFlip, transform_for
 from helpers import tiny_vit

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest  # noqa: E402
 
 import adaptertune_lite as at  # noqa: E402
-from adaptertune_lite import widgets  # noqa: E402
+from adaptertune_lite.course import widgets  # noqa: E402
 from helpers import ROOT  # noqa: E402
 
 pytest.importorskip("ipywidgets")
@@ -19,8 +19,8 @@ TINY = at.RunConfig(dataset="digits", n_train=40).replace(epochs=1, batch_size=2
 
 
 def test_the_static_elbow_figure_has_the_fit_and_the_elbow(tmp_path):
-    results = at.experiments.run_elbow(TINY, [1, 2, 4], [0], tmp_path, progress=False)
-    fig = at.plots.elbow_figure(results, title="tiny")
+    results = at.course.experiments.run_elbow(TINY, [1, 2, 4], [0], tmp_path, progress=False)
+    fig = at.course.plots.elbow_figure(results, title="tiny")
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any(label.startswith("fitted curve") for label in labels)
     assert any(label.startswith(("elbow r=", "no elbow up to r=4")) for label in labels)  # the robust elbow, or none in the grid
@@ -43,13 +43,13 @@ def test_elbow_explorer_run_button_trains_the_chosen_grid_and_redraws(tmp_path):
 
 
 def test_lecture_demo_slider_redraws_and_run_live_adds_a_seed(tmp_path, monkeypatch):
-    shipped = at.experiments.run_elbow(TINY, [1, 2, 4], [0], tmp_path / "shipped", progress=False)
+    shipped = at.course.experiments.run_elbow(TINY, [1, 2, 4], [0], tmp_path / "shipped", progress=False)
     demo = widgets.LectureDemo(shipped, TINY, tmp_path / "live", full_params=5_000_000)
     before = demo.figure
     demo.slider.value = 4
     assert demo.figure is not before and "r = 4" in demo.figure.axes[0].texts[-1].get_text()
     assert "1 epochs on 40 training images of digits, 1 seed per rank" in demo.caption.value  # the budget, in words
-    seen, real = [], at.experiments.run_elbow  # what the room sees while the live run trains
+    seen, real = [], at.course.experiments.run_elbow  # what the room sees while the live run trains
     monkeypatch.setattr(widgets.experiments, "run_elbow", lambda *a, **k: seen.append(
         (demo.button.disabled, demo.button.description, demo.status.value)) or real(*a, **k))
     demo.button.click()
@@ -71,9 +71,9 @@ def test_a_failing_run_says_so_and_gives_the_button_back(tmp_path, monkeypatch):
 
 
 def test_the_lecture_demo_ships_its_results_with_provenance():
-    shipped = at.experiments.SHIPPED / "lecture_elbow"
-    results = at.experiments.load_results(shipped)
-    ranks, acc = at.experiments.by_rank(results)
+    shipped = at.course.experiments.SHIPPED / "lecture_elbow"
+    results = at.course.experiments.load_results(shipped)
+    ranks, acc = at.course.experiments.by_rank(results)
     assert ranks == [1, 2, 4, 8, 16, 32, 64] and acc.shape == (7, 3)
     prov = (shipped / "provenance.json").read_text()
     assert "adaptertune-lite sweep" in prov and '"machine"' in prov

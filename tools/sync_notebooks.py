@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from adaptertune_lite.twins import canonical_source, cells, render  # one renderer, shared with build-exercises
+from adaptertune_lite.course.twins import canonical_source, cells, render  # one renderer, shared with build-exercises
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("notebooks", "exercises", "solutions")

@@ -11,7 +11,7 @@ or method body between two marker lines::
 ``exercises/exNN_name.{py,ipynb}`` get ``# YOUR CODE HERE`` and ``raise NotImplementedError`` in
 its place (so an unfinished task fails with NotImplementedError and nothing else);
 ``solutions/exNN_name.{py,ipynb}`` keep the answer without the markers. Both are written through
-the same renderer as the course notebooks (:mod:`adaptertune_lite.twins`), so they are deterministic.
+the same renderer as the course notebooks (:mod:`adaptertune_lite.course.twins`), so they are deterministic.
 """
 
 from __future__ import annotations

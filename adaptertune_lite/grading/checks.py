@@ -21,7 +21,8 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
 from .. import adapters as ad
-from .. import drift, experiments, lora, params, recipes, stats
+from .. import drift, lora, params, recipes, stats
+from ..course import experiments
 from ..elbow import fit_elbow
 from .tasks import RNG_LOCK, Checker, probe, task
 

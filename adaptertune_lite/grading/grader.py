@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 import adaptertune_lite
 
-from ..storage import atomic_path
+from ..engine.storage import atomic_path
 from .tasks import (
     TASKS,
     Grade,

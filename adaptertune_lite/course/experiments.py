@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from itertools import product
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -29,10 +30,12 @@ from tqdm.auto import tqdm
 
 import adaptertune_lite
 
-from . import adapters, backbones, data, lora, params, recipes, runtime, train
-from .recipes import DEFAULT_TARGET, RECIPE_FIELDS, Profile, Recipe, n_train_for, recipe_for
-from .storage import write_json
-from .train import Speedups
+from .. import backbones, data, methods, params, train
+from ..engine import runtime
+from ..engine.storage import write_json
+from ..recipes import DEFAULT_TARGET, RECIPE_FIELDS, Recipe, n_train_for, recipe_for
+from ..train import Speedups
+from .profiles import Profile
 
 RESULT_FORMAT = "adaptertune_lite.run/1"
 RUNS_ENV = "ADAPTERTUNE_RUNS"
@@ -52,26 +55,28 @@ def _kit_version() -> str:
 # names them only when they differ, so the shipped results keep their keys.
 LATER_RECIPE_FIELDS = {"warmup_epochs": None, "grad_clip": 1.0, "label_smoothing": 0.0, "augment": None}
 LATER_CONFIG_FIELDS = {"lora_alpha": None, "lora_scaling": "alpha/r"}  # the same for config fields
-# The config fields a method's key keeps beyond the common ones (the others cannot change its result).
-METHOD_FIELDS = {"adapter_tune": ("rank", "placement", "blocks", "init", "scale"), "lora": ("rank", "lora_alpha", "lora_scaling")}
-
-
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything one training run computes from. Frozen and hashable; :meth:`key` names its result.
 
+    A config means the same run in every process: building one reads neither the environment nor the hardware
+    (FAST mode and the profile are decided once, by ``course.profiles.profile``, and passed in as ``fast``).
+
     Args:
         backbone: a kit backbone or timm ViT name (:func:`~adaptertune_lite.backbones.load_backbone`).
         dataset: a dataset name (:func:`~adaptertune_lite.data.load_dataset`).
-        method: one of :data:`~adaptertune_lite.params.METHODS` (``head_only``, ``adapter_tune``, ``full_finetune``,
+        method: one of :data:`~adaptertune_lite.methods.METHODS` (``head_only``, ``adapter_tune``, ``full_finetune``,
             ``lora``, ``bitfit``).
         rank, placement, blocks, init, scale: the adapters (``adapter_tune`` only; see ``add_adapters``).
         rank, lora_alpha, lora_scaling: LoRA on every block's attention and MLP linears (``lora`` only; see
             ``lora.add_lora``).
         seed: initialisation and shuffling; with ``k_shot`` also which images are drawn.
         n_train / k_shot: training images overall or per class (``None``: the whole train split).
-        recipe: how it trains (:class:`~adaptertune_lite.recipes.Recipe`); ``None`` takes the recipe of
-            ``method`` on ``dataset`` from :func:`~adaptertune_lite.recipes.recipe_for`.
+        recipe: how it trains (:class:`~adaptertune_lite.recipes.Recipe`). ``None``: the method's recipe on
+            ``dataset`` at the ``fast`` or full budget (``recipes.recipe_for``), and it *follows the method*: a copy
+            with another method gets that method's recipe. A recipe set here, or changed through :meth:`replace`
+            (``lr=...``), is kept whatever the method.
+        fast: which budget a recipe that follows its method takes (it enters no key: the recipe it picks does).
         pretrained: pretrained backbone weights (``False``: random initialisation).
 
     How fast a run goes (``train.Speedups``) is not part of it: pass it to :func:`run` / :func:`sweep`.
@@ -92,79 +97,97 @@ class RunConfig:
     pretrained: bool = True
     lora_alpha: float | None = None
     lora_scaling: str = "alpha/r"
+    fast: bool = True
+    # Whether ``recipe`` was set (kept) or follows the method; None: set exactly when a recipe is given.
+    recipe_set: bool | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if isinstance(self.blocks, list):  # lists are not hashable; keep the config frozen and hashable
             object.__setattr__(self, "blocks", tuple(self.blocks))
-        if self.recipe is None:
-            object.__setattr__(self, "recipe", recipe_for(self.method, self.dataset))
+        methods.method(self.method)  # a clear error for an unknown method
+        recipe_set = self.recipe is not None if self.recipe_set is None else self.recipe_set
+        object.__setattr__(self, "recipe_set", recipe_set)
+        if not recipe_set:  # follows the method (also after dataclasses.replace with another method)
+            object.__setattr__(self, "recipe", recipe_for(self.method, self.dataset, fast=self.fast))
+        object.__setattr__(self, "_key", _key_of(self))  # computed once
 
     @classmethod
-    def from_recipe(cls, method: str = "adapter_tune", dataset: str = DEFAULT_TARGET, fast: bool | None = None, **changes) -> "RunConfig":
-        """A config with the recipe and training-set size for ``method`` on ``dataset`` (the kit's FAST or full
-        budget on a kit dataset; the official recipe on a torchvision dataset), then ``changes`` (recipe fields
-        such as ``epochs`` or ``lr`` included)."""
-        base = cls(method=method, dataset=dataset, n_train=n_train_for(dataset, fast), recipe=recipe_for(method, dataset, fast))
-        return base.replace(**changes)
+    def from_recipe(cls, method: str = "adapter_tune", dataset: str = DEFAULT_TARGET, *, fast: bool, **changes) -> "RunConfig":
+        """A config for ``method`` on ``dataset`` at the FAST (``fast=True``) or full budget: its training images and
+        the method's recipe (which follows the method), then ``changes`` (recipe fields such as ``epochs`` or ``lr``
+        included; they keep the recipe)."""
+        return cls(method=method, dataset=dataset, n_train=n_train_for(dataset, fast=fast), fast=fast).replace(**changes)
 
     @classmethod
-    def for_profile(cls, method: str = "adapter_tune", profile: Profile | str | None = None, fast: bool | None = None,
-                    **changes) -> "RunConfig":
-        """A config for ``method`` in a course profile (:func:`~adaptertune_lite.recipes.profile`; ``None``: the active
-        one): its backbone, dataset, training images and recipe, then ``changes``. In the ``kit`` profile this is
-        ``from_recipe(method)``, so results already on disk keep their keys."""
-        p = profile if isinstance(profile, Profile) else recipes.profile(profile)
-        base = cls(backbone=p.backbone, dataset=p.dataset, method=method, n_train=p.n_train(fast), recipe=p.recipe(method, fast))
+    def for_profile(cls, method: str, profile: Profile, **changes) -> "RunConfig":
+        """A config for ``method`` in a course profile (from ``course.profiles.profile()``, the one call that reads
+        FAST mode): its backbone, dataset, training images and budget, then ``changes``. In the ``kit`` profile this
+        is ``from_recipe(method, fast=profile.fast)``, so results already on disk keep their keys."""
+        if not isinstance(profile, Profile):
+            raise TypeError(f"for_profile takes a Profile (adaptertune_lite.profile()), not {profile!r}: the profile and "
+                            "FAST mode are decided once, by that call.")
+        base = cls(backbone=profile.backbone, dataset=profile.dataset, method=method, n_train=profile.n_train(), fast=profile.fast)
         return base.replace(**changes)
 
     def replace(self, **changes) -> "RunConfig":
-        """A copy with ``changes``; recipe fields (``epochs``, ``lr``, ...) change the recipe."""
-        unknown = set(changes) - set(CONFIG_FIELDS) - set(RECIPE_FIELDS)
+        """A copy with ``changes``. Recipe fields (``epochs``, ``lr``, ...) change the recipe and keep it from then on;
+        another ``method`` brings its own recipe unless the recipe was set (then a warning says it is kept)."""
+        unknown = set(changes) - set(CONFIG_FIELDS) - set(RECIPE_FIELDS) - {"recipe_set"}
         if unknown:
             raise ValueError(f"Unknown RunConfig fields {sorted(unknown)}: choose from {list(CONFIG_FIELDS + RECIPE_FIELDS)}.")
         in_recipe = {k: changes.pop(k) for k in list(changes) if k in RECIPE_FIELDS}
-        recipe = changes.pop("recipe", self.recipe).replace(**in_recipe)
-        return dataclasses.replace(self, recipe=recipe, **changes)
+        if "recipe" in changes:
+            changes.setdefault("recipe_set", changes["recipe"] is not None)
+        elif in_recipe:
+            changes.update(recipe=self.recipe.replace(**in_recipe), recipe_set=True)
+        elif self.recipe_set and changes.get("method", self.method) != self.method:
+            warnings.warn(f"RunConfig: method {changes['method']!r} keeps the recipe that was set for {self.method!r} "
+                          f"(lr={self.recipe.lr:g}, epochs={self.recipe.epochs}); pass recipe=None for {changes['method']!r}'s own.",
+                          stacklevel=2)
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         """The config as JSON-ready data, the recipe's fields inline (as results store it)."""
         d = {name: getattr(self, name) for name in CONFIG_FIELDS
-             if name != "recipe" and (name not in LATER_CONFIG_FIELDS or getattr(self, name) != LATER_CONFIG_FIELDS[name])}
+             if name not in ("recipe", "fast") and (name not in LATER_CONFIG_FIELDS or getattr(self, name) != LATER_CONFIG_FIELDS[name])}
         d["blocks"] = list(self.blocks) if isinstance(self.blocks, tuple) else self.blocks
         d.update({k: v for k, v in self.recipe.to_dict().items() if k not in LATER_RECIPE_FIELDS or v != LATER_RECIPE_FIELDS[k]})
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        """The config a result stored (the inverse of :meth:`to_dict`)."""
+        """The config a result stored (the inverse of :meth:`to_dict`; its recipe is set)."""
         recipe = Recipe(**{k: v for k, v in {**LATER_RECIPE_FIELDS, **d}.items() if k in RECIPE_FIELDS})
         return cls(**{k: v for k, v in d.items() if k not in RECIPE_FIELDS}, recipe=recipe)
 
     def key(self) -> str:
-        """16 hex digits naming this run: a hash of the config and the kit version.
+        """16 hex digits naming this run: a hash of the config and the kit version, computed when it was built.
 
-        Adapter and LoRA settings enter only the key of a method that uses them (:data:`METHOD_FIELDS`), so a
+        Adapter and LoRA settings enter only the key of a method that uses them (its record's ``settings``), so a
         head-only run is computed once however many ranks a sweep lists.
         """
-        d = self.to_dict()
-        for name in {n for fields in METHOD_FIELDS.values() for n in fields} - set(METHOD_FIELDS.get(self.method, ())):
-            d.pop(name, None)
-        text = json.dumps({"config": d, "kit": _kit_version()}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._key
 
 
-CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
+CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name != "recipe_set")
+SETTINGS = {name for m in methods.METHODS.values() for name in m.settings}  # every method-specific field
+
+
+def _keyed(d: dict) -> dict:
+    """A config's dict without the settings its method does not use (they cannot change its result)."""
+    unused = SETTINGS - set(methods.method(d["method"]).settings)
+    return {k: v for k, v in d.items() if k not in unused}
+
+
+def _key_of(config: RunConfig) -> str:
+    text = json.dumps({"config": _keyed(config.to_dict()), "kit": _kit_version()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def attach_method(model: nn.Module, config: RunConfig) -> nn.Module:
-    """Add what ``config.method`` trains besides the head and the backbone's own weights: its adapters
-    (``adapter_tune``) or LoRA updates (``lora``). Returns ``model``."""
-    if config.method == "adapter_tune":
-        adapters.add_adapters(model, rank=config.rank, placement=config.placement, blocks=config.blocks,
-                              init=config.init, scale=config.scale)
-    if config.method == "lora":
-        lora.add_lora(model, rank=config.rank, alpha=config.lora_alpha, scaling=config.lora_scaling)
-    return model
+    """Add what ``config.method`` trains besides the head and the backbone's own weights (its record's
+    ``attach``: adapters for ``adapter_tune``, LoRA updates for ``lora``). Returns ``model``."""
+    return methods.method(config.method).attach(model, **{name: getattr(config, name) for name in SETTINGS})
 
 
 def run(config: RunConfig, data_cache: dict | None = None, progress: bool = True, device=None, callbacks=(),
@@ -221,12 +244,12 @@ def load_result(path: str | os.PathLike, config: RunConfig | None = None) -> dic
     required = ("format", "key", "config", "val_acc", "test_acc", "wall_time_s")
     if not isinstance(res, dict) or res.get("format") != RESULT_FORMAT or any(k not in res for k in required):
         return None
-    if config is not None:  # the stored config must be one with this key (adapter fields do not count without adapters)
+    if config is not None:  # the stored config must be this one (settings its method does not use aside)
         try:
-            stored = RunConfig.from_dict(res["config"]).key()
-        except (TypeError, ValueError, KeyError):
+            same = _keyed(res["config"]) == _keyed(config.to_dict())
+        except (TypeError, ValueError, KeyError):  # not a config dict, or an unknown method: not this run's
             return None
-        if res["key"] != config.key() or stored != config.key():
+        if res["key"] != config.key() or not same:
             return None
     return res
 
@@ -307,7 +330,7 @@ def run_elbow(base: RunConfig, ranks: Sequence[int], seeds: Sequence[int], out_d
     return sweep(grid(base, rank=list(ranks), seed=list(seeds)), out_dir, progress=progress)
 
 
-KIT_REPORT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "kit_vit_tiny.json"  # in a clone of the repo
+KIT_REPORT = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "kit_vit_tiny.json"  # in a clone of the repo
 
 
 def full_recipe_elbow(ranks: Sequence[int], seeds: Sequence[int] = (0, 1, 2), report: str | os.PathLike = KIT_REPORT) -> list[dict]:
@@ -319,6 +342,6 @@ def full_recipe_elbow(ranks: Sequence[int], seeds: Sequence[int] = (0, 1, 2), re
     if not path.is_file():
         return []
     shipped = json.loads(path.read_text())["runs"]
-    configs = grid(RunConfig.for_profile("adapter_tune", "kit", fast=False), rank=list(ranks), seed=list(seeds))
+    configs = grid(RunConfig.from_recipe("adapter_tune", DEFAULT_TARGET, fast=False), rank=list(ranks), seed=list(seeds))
     found = [shipped[c.key()] for c in configs if c.key() in shipped]
     return found if len(found) == len(configs) else []

@@ -1,6 +1,6 @@
 """Plotting: one style for every figure in the course, and every figure function (pure: results in, figure out).
 
-The widgets in ``adaptertune_lite.widgets`` redraw these; a notebook draws them first, so each figure is
+The widgets in ``adaptertune_lite.course.widgets`` redraw these; a notebook draws them first, so each figure is
 there wherever widgets do not render.
 """
 
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..elbow import fit_elbow, robust_elbow
 from . import experiments
-from .elbow import fit_elbow, robust_elbow
 
 
 def use_style() -> None:

@@ -18,8 +18,8 @@ import ipywidgets as w
 import matplotlib.pyplot as plt
 from IPython.display import clear_output, display
 
+from ..adapters import PLACEMENTS
 from . import experiments, plots
-from .adapters import PLACEMENTS
 from .experiments import RunConfig
 
 T = TypeVar("T")
@@ -84,7 +84,7 @@ class ElbowExplorer:
     """Pick ranks, training-set size and number of seeds; **Run** trains what is missing (with progress
     bars) and redraws the elbow. ``.figure`` and ``.results`` hold what was drawn last.
 
-    >>> explorer = ElbowExplorer(RunConfig.from_recipe(), out_dir)   # doctest: +SKIP
+    >>> explorer = ElbowExplorer(RunConfig.for_profile("adapter_tune", at.profile()), out_dir)   # doctest: +SKIP
     >>> explorer.widget                                              # doctest: +SKIP
     """
 

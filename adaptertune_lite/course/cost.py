@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .meters import TensorMemory
-from .params import set_trainable
-from .runtime import autocast, frozen_weights_in, precision
-from .train import checkpointing
+from ..engine.meters import TensorMemory
+from ..engine.runtime import autocast, frozen_weights_in, precision
+from ..params import set_trainable
+from ..train import checkpointing
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def memory_breakdown(model: nn.Module, x: torch.Tensor, method: str | None = Non
 
     Parameters, their gradients and AdamW's two moments are counted from their sizes. Activations are
     measured, exactly rather than sampled, by running one forward and backward pass (in train mode, bf16
-    autocast on CUDA, as in ``train.train_step``) under :class:`~adaptertune_lite.meters.TensorMemory`:
+    autocast on CUDA, as in ``train.train_step``) under :class:`~adaptertune_lite.engine.meters.TensorMemory`:
     the peak of the tensors the step creates, its parameter gradients left out. The same answer on every
     device. Frozen matmul weights are stored as ``fit`` stores them there (``runtime.frozen_weights_in``: in bf16
     or fp16 on a GPU), so ``weights`` counts them at that size and autocast keeps no per-step copies of them.

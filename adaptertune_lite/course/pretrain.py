@@ -19,12 +19,12 @@ import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .backbones import KIT_BACKBONES, WEIGHTS_DIR, sha256_of
-from .procedural import GENERATOR_VERSION, ProceduralImages
-from .runtime import describe_device, get_device, seed_everything
-from .storage import atomic_path, write_json
-from .train import make_optimizer, train_step, warmup_cosine
-from .transforms import BatchTransform
+from ..backbones import KIT_BACKBONES, WEIGHTS_DIR, sha256_of
+from ..engine.runtime import describe_device, get_device, seed_everything
+from ..engine.storage import atomic_path, write_json
+from ..procedural import GENERATOR_VERSION, ProceduralImages
+from ..train import make_optimizer, train_step, warmup_cosine
+from ..transforms import BatchTransform
 
 
 @dataclass

@@ -17,10 +17,12 @@ import huggingface_hub.constants as hf_constants
 import matplotlib
 import matplotlib.pyplot as plt
 
-from . import backbones, data, experiments, params, plots, recipes, runtime, train
-from .grading import build, grader
+from .. import backbones, data, methods, params, train
+from ..engine import runtime
+from ..engine.storage import write_json
+from ..grading import build, grader
+from . import experiments, plots, profiles
 from .pretrain import PretrainConfig, pretrain
-from .storage import write_json
 
 
 def doctor() -> int:
@@ -33,9 +35,9 @@ def doctor() -> int:
             problems.append(f"{pkg} is not installed")
     print(f"  device             {runtime.describe_device()}")
     print(f"  FAST mode          {'on' if runtime.fast_mode() else 'off'} (set ADAPTERTUNE_FAST=0/1 to choose)")
-    prof = recipes.profile()
+    prof = profiles.profile()
     print(f"  profile            {prof.name}: {prof.backbone} on {prof.dataset}, because {prof.why} "
-          f"(set {recipes.PROFILE_ENV}=kit/paper to choose)")
+          f"(set {profiles.PROFILE_ENV}=kit/paper to choose)")
     print("offline assets")
     for name in backbones.KIT_BACKBONES:
         try:
@@ -77,18 +79,18 @@ def sweep_command(args) -> int:
                                  ("augment", args.augment)) if v is not None}
     speedups = train.Speedups(cache_frozen_prefix=args.cache_prefix, grad_checkpointing=args.grad_checkpointing,
                               compile=args.compile)
-    prof = recipes.profile(args.profile)
+    prof = profiles.profile(args.profile, fast)
     if args.backbone is None and args.dataset is None:  # the profile's setting, with its budget
-        base = experiments.RunConfig.for_profile(args.method, prof, fast, **changes)
+        base = experiments.RunConfig.for_profile(args.method, prof, **changes)
     else:
-        base = experiments.RunConfig.from_recipe(args.method, args.dataset or prof.dataset, fast,
+        base = experiments.RunConfig.from_recipe(args.method, args.dataset or prof.dataset, fast=prof.fast,
                                                  backbone=args.backbone or prof.backbone, **changes)
     print(f"{prof}; running {base.backbone} on {base.dataset}", file=sys.stderr)
+    settings = methods.method(args.method).settings  # what the method's runs vary (LoRA: s = 1 at each rank)
     axes = {"seed": args.seeds}
-    if args.method == "adapter_tune":
-        axes |= {"rank": args.ranks, "placement": args.placements, "blocks": args.blocks}
-    if args.method == "lora":  # LoRA on every block's attention and MLP linears, s = 1 at each rank
-        axes |= {"rank": args.ranks}
+    for name, values in (("rank", args.ranks), ("placement", args.placements), ("blocks", args.blocks)):
+        if name in settings:
+            axes[name] = values
     configs = experiments.grid(base, **axes)
     executor = None
     if args.executor == "slurm":
@@ -224,11 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default: the package's weights folder)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     s = sub.add_parser("sweep", help="run a grid of experiments; finished runs are reused, so a killed sweep resumes")
-    s.add_argument("--profile", choices=recipes.PROFILES, default=None,
+    s.add_argument("--profile", choices=profiles.PROFILES, default=None,
                    help="the course scale (default: $ADAPTERTUNE_PROFILE, else kit, or paper on a GPU with the Hub)")
     s.add_argument("--backbone", default=None, help="kit or timm backbone name (default: the profile's)")
     s.add_argument("--dataset", default=None, help="dataset name (default: the profile's)")
-    s.add_argument("--method", default="adapter_tune", choices=params.METHODS)
+    s.add_argument("--method", default="adapter_tune", choices=list(methods.METHODS))
     s.add_argument("--ranks", type=_csv(int), default=[16], help="comma-separated, e.g. 1,2,4,8")
     s.add_argument("--placements", type=_csv(str), default=["post_block"], help="e.g. post_block,houlsby")
     s.add_argument("--blocks", type=_csv(str), default=["all"], help="e.g. all,last:2,every:2")

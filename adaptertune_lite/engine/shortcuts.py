@@ -24,9 +24,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from .adapters import residual_hook
-from .backbones import extract_features
-from .data import iterate, on_device, transform_of
+from ..adapters import residual_hook
+from ..backbones import extract_features
+from ..data import iterate, on_device, transform_of
+from ..methods import method as method_record
 from .runtime import autocast, get_device
 
 
@@ -115,15 +116,17 @@ def cache_prefix(model: nn.Module, dataset: Dataset, depth: int, body: bool = Fa
 
 def shortcut(model: nn.Module, method: str, train: Dataset, val: Dataset | None, device: torch.device, *,
              head_features: bool = True, frozen_prefix: bool = False) -> Shortcut:
-    """What ``fit`` trains for ``method``: the head on cached features (``head_only`` with ``head_features``),
-    the :class:`Suffix` on cached tokens (``adapter_tune`` with ``frozen_prefix`` and a frozen prefix to
-    cache), or else the model itself on the images."""
+    """What ``fit`` trains for ``method``, from what its record (``methods.METHODS``) says can be cached: the head
+    on cached features (``caches="features"``, head-only, with ``head_features``), the :class:`Suffix` on cached
+    tokens (``caches="prefix"``, AdapterTune, with ``frozen_prefix`` and a frozen prefix to cache), or else the
+    model itself on the images."""
+    caches = method_record(method).caches
     run = lambda fn, d: fn(d) if d is not None else None  # noqa: E731  (val may be absent)
-    if method == "head_only" and head_features:
+    if caches == "features" and head_features:
         cached = [run(lambda d: on_device(cache_features(model, d, device=device), device), d) for d in (train, val)]
         return Shortcut(model.get_classifier(), *cached)
     depth = frozen_prefix_depth(model)
-    if method == "adapter_tune" and frozen_prefix and depth < len(model.blocks):
+    if caches == "prefix" and frozen_prefix and depth < len(model.blocks):
         body = frozen_body(model.blocks[depth])
         if depth > 0 or body:
             cached = [run(lambda d: cache_prefix(model, d, depth, body, device=device), d) for d in (train, val)]
