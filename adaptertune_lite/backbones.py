@@ -8,6 +8,7 @@ the package with a provenance JSON (recipe, seed, accuracy, sha256).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,6 +19,8 @@ from pathlib import Path
 import huggingface_hub.constants as hf_constants
 import timm
 import torch
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
@@ -106,19 +109,26 @@ def _not_built(name: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=None)
+def _verify(path: Path, expected: str, size: int, mtime_ns: int) -> None:
+    """Check the file's sha256 against its provenance once per process and version of the file (its size and
+    modification time are part of the cache key, so a replaced file is checked again)."""
+    actual = sha256_of(path)
+    if expected != actual:
+        raise ValueError(
+            f"{path} has sha256 {actual} but its provenance says {expected}: the file is damaged "
+            "or was replaced. Reinstall the kit (git checkout the weights) or rebuild with `adaptertune-lite pretrain`."
+        )
+
+
 def _load_kit(name: str, num_classes: int | None, pretrained: bool) -> VisionTransformer:
     kit = KIT_BACKBONES[name]
     model = kit.build()
     if pretrained:
         if not kit.weights_path.is_file():
             raise FileNotFoundError(_not_built(name))
-        expected = kit_provenance(name).get("sha256")
-        actual = sha256_of(kit.weights_path)
-        if expected != actual:
-            raise ValueError(
-                f"{kit.weights_path} has sha256 {actual} but its provenance says {expected}: the file is damaged "
-                "or was replaced. Reinstall the kit (git checkout the weights) or rebuild with `adaptertune-lite pretrain`."
-            )
+        stat = kit.weights_path.stat()
+        _verify(kit.weights_path, kit_provenance(name).get("sha256"), stat.st_size, stat.st_mtime_ns)
         model.load_state_dict(load_file(kit.weights_path))
     if num_classes is not None and num_classes != model.num_classes:
         model.reset_classifier(num_classes)
@@ -178,22 +188,36 @@ def load_backbone(
         if not Path(weights_file).is_file():
             raise FileNotFoundError(f"weights_file {weights_file} does not exist.")
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(weights_file)}, **kwargs)
-    if hub_reachable():
-        return timm.create_model(name, pretrained=True, **kwargs)
-    # Offline: let timm look in the local Hugging Face cache only, so it fails at once instead of retrying.
-    was = hf_constants.HF_HUB_OFFLINE
-    hf_constants.HF_HUB_OFFLINE = True
+    cached = hub_cache_file(name)
+    if cached is not None:  # in the local Hugging Face cache: loaded from there, with no network call
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached}, **kwargs)
+    # To download: a 3-second probe first, because offline the Hub client retries for about 50 s before it gives up.
+    reachable = hub_reachable()
     try:
-        return timm.create_model(name, pretrained=True, **kwargs)
-    except Exception as err:
+        if not reachable:
+            raise ConnectionError("huggingface.co:443 did not answer within 3 s")
+        return timm.create_model(name, pretrained=True, **kwargs)  # downloads from the Hub into the cache
+    except (OSError, HfHubHTTPError) as err:  # no connection, or the Hub refused (LocalEntryNotFoundError is an OSError)
         raise RuntimeError(
-            f"Cannot load pretrained weights for {name!r}: the Hugging Face Hub is unreachable (offline?) and they "
-            "are not in the local cache. Either use the kit's offline backbone, load_backbone('kit_vit_tiny', "
-            "num_classes=...), or download the weights on a connected machine and pass "
+            f"Cannot load pretrained weights for {name!r}: they are not in the local Hugging Face cache and the Hub "
+            f"could not be reached ({type(err).__name__}: {err}). Either use the kit's offline backbone, "
+            "load_backbone('kit_vit_tiny', num_classes=...), or download the weights on a connected machine and pass "
             "load_backbone(name, num_classes, weights_file='path/to/model.safetensors')."
         ) from err
-    finally:
-        hf_constants.HF_HUB_OFFLINE = was
+
+
+def hub_cache_file(name: str) -> str | None:
+    """The path of timm model ``name``'s weights in the local Hugging Face cache, or ``None``. Asked with
+    ``local_files_only`` (no network call, no process-wide offline switch)."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    hub_id = getattr(cfg, "hf_hub_id", None)
+    if not hub_id:
+        return None
+    try:
+        return hf_hub_download(hub_id, getattr(cfg, "hf_hub_filename", None) or "model.safetensors", local_files_only=True,
+                               cache_dir=hf_constants.HF_HUB_CACHE)
+    except LocalEntryNotFoundError:  # not downloaded yet
+        return None
 
 
 # ----------------------------------------------------------------------------- backbone questions

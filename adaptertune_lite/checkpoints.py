@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -58,7 +58,7 @@ def read_adapter_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:  # safetensors raises its own error types for corrupt files
+    except (SafetensorError, OSError, ValueError) as err:  # a truncated or foreign file (SafetensorError: a bad header)
         raise ValueError(
             f"{path} is not a readable safetensors adapter file ({err}). It may be truncated or of another "
             "format: save it again with save_adapters(model, path)."

@@ -47,6 +47,8 @@ ONLINE_DATASETS = ("cifar10", "cifar100", "svhn", "pets", "flowers102", "food101
 # without the files (torchvision's documentation and the datasets' papers).
 SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "svhn": (73_257, 26_032), "pets": (3_680, 3_669),
                "flowers102": (1_020, 6_149), "food101": (75_750, 25_250)}
+DOWNLOADED_AS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "svhn": "train_32x32.mat",  # in the root
+                 "pets": "oxford-iiit-pet", "flowers102": "flowers-102", "food101": "food-101"}
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "pets": 37, "flowers102": 102, "food101": 101}
 SMALL_SPLIT = 1024  # images: smaller file-backed splits decode in the main process (see loader_workers)
 SPLIT_SEED = 0  # the train/val/test split never changes; `seed` only picks subsets of train
@@ -270,10 +272,14 @@ def dataset_present(name: str, root: str | os.PathLike | None = None) -> bool:
         return True
     if name not in ONLINE_DATASETS:
         return False
+    root = Path(root) if root is not None else data_root()
     try:
-        _online(name, Path(root) if root is not None else data_root(), download=False)
+        _online(name, root, download=False)
         return True
-    except Exception:  # torchvision raises RuntimeError or FileNotFoundError when a file is missing
+    except (RuntimeError, OSError) as err:  # torchvision's "not found" (a RuntimeError) or a missing file
+        if (root / DOWNLOADED_AS[name]).exists():  # there, but unreadable: say so rather than call it absent
+            raise RuntimeError(f"{name!r} is in {root / DOWNLOADED_AS[name]} but torchvision cannot read it ({err}): a partial "
+                               "or damaged download? Delete it and download again (load_dataset downloads).") from err
         return False
 
 
@@ -331,7 +337,7 @@ def load_dataset(
     root = Path(root) if root is not None else data_root()
     try:
         tr_base, te_base, va_base, classes = _online(name, root, download)
-    except Exception as err:
+    except Exception as err:  # any failure (network, files, torchvision), re-raised with what to do and the cause
         raise RuntimeError(
             f"Could not load {name!r} from {root} ({type(err).__name__}: {err}). Without internet, use an offline "
             f"set ({', '.join(OFFLINE_DATASETS)}), or download it on a connected machine and copy it into {root} "

@@ -24,7 +24,7 @@ if importlib.util.find_spec("adaptertune_lite") is None:  # Colab or a bare Pyth
 import numpy as np
 
 import adaptertune_lite as at
-from adaptertune_lite.experiments import RunConfig, grid, runs_root, sweep
+from adaptertune_lite.course.experiments import RunConfig, grid, runs_root, sweep
 from adaptertune_lite.grading import check, grading_mode
 
 print({k: at.versions()[k] for k in ("torch", "timm", "adaptertune_lite")}, "|", at.describe_device())

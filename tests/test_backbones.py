@@ -60,3 +60,14 @@ def test_damaged_kit_weights_are_refused(monkeypatch, tmp_path):
     (tmp_path / "kit_vit_tiny.json").write_text('{"sha256": "0000"}')
     with pytest.raises(ValueError, match="damaged"):
         at.load_backbone("kit_vit_tiny", num_classes=10)
+
+
+def test_the_kit_weights_are_hashed_once_per_process_not_on_every_run(monkeypatch):
+    """load_backbone used to re-hash 11 MB of kit weights on every run of a sweep."""
+    calls = []
+    real = at.backbones.sha256_of
+    monkeypatch.setattr(at.backbones, "sha256_of", lambda path: calls.append(path) or real(path))
+    at.backbones._verify.cache_clear()
+    for _ in range(3):
+        at.load_backbone("kit_vit_tiny", num_classes=10)
+    assert len(calls) == 1

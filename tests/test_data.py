@@ -141,3 +141,11 @@ def test_small_file_backed_splits_decode_in_the_main_process_and_large_ones_in_t
     parent's threads and open loaders (a notebook kernel's worker was seen to abort)."""
     assert at.data.loader_workers(list(range(at.data.SMALL_SPLIT - 1))) == 0
     assert at.data.loader_workers(list(range(at.data.SMALL_SPLIT))) == 2
+
+
+def test_a_damaged_download_is_reported_not_called_absent(tmp_path, monkeypatch):
+    """dataset_present used to turn any failure into "absent" (so the profile silently fell back to the kit)."""
+    assert at.data.dataset_present("cifar10", tmp_path) is False  # nothing there: absent
+    (tmp_path / "cifar-10-batches-py").mkdir()  # a download that stopped half-way
+    with pytest.raises(RuntimeError, match="cannot read it.*download again"):
+        at.data.dataset_present("cifar10", tmp_path)

@@ -261,3 +261,27 @@ def test_the_robust_elbow_interval_widens_when_the_seeds_disagree_and_says_when_
     assert straight.rank == 8 and "no elbow within the grid" in straight.sentence()
     with pytest.raises(ValueError, match="share"):
         at.robust_elbow(ranks, noisy, share=1.5)
+
+
+def test_by_rank_names_the_seeds_it_leaves_out_and_refuses_when_no_seed_is_shared():
+    """by_rank used to keep only the seeds every rank has, and return NaN when none were shared, without a word."""
+    def res(rank, seed):
+        return {"config": {"rank": rank, "seed": seed}, "test_acc": 0.5 + rank / 100 + seed / 1000}
+
+    ranks, acc = experiments.by_rank([res(1, 0), res(4, 0)])
+    assert ranks == [1, 4] and acc.shape == (2, 1)
+    with pytest.warns(UserWarning, match=r"left out: r=4 seeds \[3\]"):
+        ranks, acc = experiments.by_rank([res(1, 0), res(4, 0), res(4, 3)])
+    assert acc.shape == (2, 1)
+    with pytest.raises(ValueError, match="no seed was run at every rank"):
+        experiments.by_rank([res(1, 0), res(4, 1)])
+
+
+def test_atomic_writes_never_touch_the_process_umask(tmp_path, monkeypatch):
+    """Reading the umask means setting it process-wide for a moment (a race with every other thread)."""
+    def no_umask(*args):
+        raise AssertionError("os.umask was called")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    experiments.write_json(tmp_path / "a" / "b.json", {"x": 1})
+    assert json.loads((tmp_path / "a" / "b.json").read_text()) == {"x": 1} and not list((tmp_path / "a").glob(".*tmp"))

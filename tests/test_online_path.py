@@ -132,12 +132,32 @@ def test_the_cli_sweeps_a_timm_backbone_on_a_torchvision_dataset(offline_files, 
     out = tmp_path / "out"
     env = {**os.environ, "ADAPTERTUNE_FAST": "1"}
     cmd = [sys.executable, "-m", "adaptertune_lite.course.cli", "sweep", "--backbone", MODEL, "--dataset", "pets",
-           "--method", "head_only", "--epochs", "1", "--out", str(out)]
+           "--method", "head_only", "--epochs", "1", "--n-train", "8", "--out", str(out)]  # FAST on pets: 32 images; 8 here
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     (result,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
     assert result["config"]["backbone"] == MODEL and result["config"]["dataset"] == "pets"
     assert result["config"]["batch_size"] == at.recipes.OFFICIAL_RECIPE.batch_size and 0 <= result["test_acc"] <= 1
+
+
+def test_a_cached_timm_model_loads_without_any_network_call(offline_files, monkeypatch):
+    """A kit run, or a timm model already in the cache, makes no network call: no probe, no process-wide offline
+    switch (HF_HUB_OFFLINE used to be flipped for every thread while a model loaded)."""
+    def no_network(*args, **kwargs):
+        raise AssertionError("a network call")
+
+    monkeypatch.setattr(at.backbones, "hub_reachable", no_network)
+    monkeypatch.setattr("socket.create_connection", no_network)
+    before = hf_constants.HF_HUB_OFFLINE
+    at.load_backbone(MODEL, num_classes=3)
+    at.load_backbone("kit_vit_tiny", num_classes=3)
+    assert hf_constants.HF_HUB_OFFLINE == before
+
+
+def test_a_model_that_is_not_cached_fails_fast_offline_and_says_what_to_do(offline_files, monkeypatch):
+    monkeypatch.setattr(at.backbones, "hub_cache_file", lambda name: None)  # nothing cached; hub_reachable is False
+    with pytest.raises(RuntimeError, match="not in the local Hugging Face cache.*weights_file="):
+        at.load_backbone(MODEL, num_classes=3)
 
 
 def test_doctor_lists_what_is_cached_for_offline_use(offline_files, capsys):

@@ -42,6 +42,14 @@ def test_elbow_explorer_run_button_trains_the_chosen_grid_and_redraws(tmp_path):
     assert "at least one rank" in explorer.status.value
 
 
+def test_the_explorer_starts_from_the_profiles_own_training_set_size():
+    """The explorers used to train on 1,000 images whenever the profile's n_train (the paper profile's FAST 32, or
+    all images) was not one of the offered choices, without a word."""
+    for n_train, label in ((32, "32"), (None, "all")):
+        explorer = widgets.ElbowExplorer(TINY.replace(n_train=n_train), "unused", n_trains=[250, 500, 1000])
+        assert explorer.config().n_train == n_train and explorer.n_train.label == label
+
+
 def test_lecture_demo_slider_redraws_and_run_live_adds_a_seed(tmp_path, monkeypatch):
     shipped = at.course.experiments.run_elbow(TINY, [1, 2, 4], [0], tmp_path / "shipped", progress=False)
     demo = widgets.LectureDemo(shipped, TINY, tmp_path / "live", full_params=5_000_000)

@@ -308,12 +308,20 @@ def load_results(out_dir: str | os.PathLike, **match) -> list[dict]:
 
 
 def by_rank(results: Iterable[dict], metric: str = "test_acc") -> tuple[list[int], np.ndarray]:
-    """``(ranks, accuracies (n_ranks, n_seeds))`` from AdapterTune results; every rank needs the same seeds."""
+    """``(ranks, accuracies (n_ranks, n_seeds))`` from AdapterTune results, over the seeds every rank has. Seeds that
+    only some ranks have are left out with a warning that names them; no seed shared by all ranks is an error."""
     table: dict[int, dict[int, float]] = {}
     for r in results:
         table.setdefault(r["config"]["rank"], {})[r["config"]["seed"]] = r[metric]
     ranks = sorted(table)
     seeds = sorted(set.intersection(*(set(v) for v in table.values()))) if table else []
+    if table and not seeds:
+        raise ValueError("by_rank: no seed was run at every rank (" + "; ".join(f"r={r}: seeds {sorted(table[r])}" for r in ranks)
+                         + "): run the missing seeds, or pass results of one seed set.")
+    dropped = {r: sorted(set(table[r]) - set(seeds)) for r in ranks if set(table[r]) - set(seeds)}
+    if dropped:
+        warnings.warn(f"by_rank: only seeds {seeds} were run at every rank; left out: "
+                      + ", ".join(f"r={r} seeds {s}" for r, s in dropped.items()), stacklevel=2)
     return ranks, np.array([[table[r][s] for s in seeds] for r in ranks]).reshape(len(ranks), len(seeds))
 
 

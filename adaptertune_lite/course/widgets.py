@@ -93,7 +93,8 @@ class ElbowExplorer:
         self.base, self.out_dir, self.figure, self.results = base, out_dir, None, []
         self.ranks = w.SelectMultiple(options=list(ranks), value=tuple(chosen), description="ranks", rows=len(ranks))
         wide = {"description_width": "initial"}  # show the whole label
-        self.n_train = w.Dropdown(options=list(n_trains), value=base.n_train if base.n_train in n_trains else n_trains[-1],
+        choices = sorted(set(n_trains) | {base.n_train or 0}, key=lambda n: n or float("inf"))  # the profile's own too
+        self.n_train = w.Dropdown(options=[(str(n) if n else "all", n) for n in choices], value=base.n_train or 0,  # 0: all
                                   description="train images", style=wide)
         self.seeds = w.IntSlider(value=1, min=1, max=max_seeds, description="seeds", style=wide)
         self.button = w.Button(description="Run", button_style="primary", tooltip="train what is missing, then redraw")
@@ -104,7 +105,7 @@ class ElbowExplorer:
         self.widget = w.VBox([w.HBox([self.ranks, controls]), self.progress, self.output])
 
     def config(self) -> RunConfig:
-        return replace(self.base, n_train=self.n_train.value)
+        return replace(self.base, n_train=self.n_train.value or None)
 
     def run(self, _button=None) -> None:
         """What the Run button does: sweep the chosen grid (cached runs load instantly), then redraw."""
@@ -115,7 +116,7 @@ class ElbowExplorer:
         with busy(self.button, self.status, f"running {len(ranks) * len(seeds)} configurations (cached ones load instantly)..."):
             self.results = shown_in(self.progress, lambda: experiments.run_elbow(self.config(), ranks, seeds, self.out_dir))
             self.figure = drawn_in(self.output, lambda: plots.elbow_figure(
-                self.results, title=f"{self.base.dataset}: {self.n_train.value} training images, "
+                self.results, title=f"{self.base.dataset}: {self.n_train.label} training images, "
                 f"{self.base.recipe.epochs} epoch{'s' * (self.base.recipe.epochs != 1)}"))
         self.status.value = f"done: {len(self.results)} runs"
 

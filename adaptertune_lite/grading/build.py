@@ -77,7 +77,7 @@ def masters(root: Path) -> list[Path]:
 
 def outputs(root: Path) -> dict[Path, str]:
     """Every generated file and its text: ``exercises/`` and ``solutions/``, ``.py`` and ``.ipynb``."""
-    from ..twins import canonical_source, render  # noqa: PLC0415  (twins needs jupytext: the lab extra)
+    from ..course.twins import canonical_source, render  # noqa: PLC0415  (twins needs jupytext: the lab extra)
 
     root = Path(root)
     files: dict[Path, str] = {}
@@ -96,7 +96,7 @@ def build(root: Path, check: bool = False) -> list[Path]:
 
     The check compares an ``.ipynb`` on its cells, as ``tools/sync_notebooks.py --check`` does, so
     outputs saved by a run do not count as stale."""
-    from ..twins import cells  # noqa: PLC0415  (twins needs jupytext: the lab extra)
+    from ..course.twins import cells  # noqa: PLC0415  (twins needs jupytext: the lab extra)
 
     files = outputs(root)
     same = lambda p, text: p.read_text() == text or (check and p.suffix == ".ipynb" and cells(p.read_text()) == cells(text))  # noqa: E731
