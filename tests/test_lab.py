@@ -96,7 +96,7 @@ widgets.VBox([button, answer])
 
 
 @pytest.mark.slow
-def test_notebook_and_widgets_work_in_jupyterlab_in_a_headless_browser(tmp_path):
+def test_notebook_and_widgets_work_in_jupyterlab_in_a_headless_browser(tmp_path, course_runs):
     playwright = pytest.importorskip("playwright.sync_api")
     chromium = _chromium()
     lab_dir = tmp_path / "lab"  # copies, so that JupyterLab's autosave never touches the repository
@@ -111,7 +111,7 @@ def test_notebook_and_widgets_work_in_jupyterlab_in_a_headless_browser(tmp_path)
     tracker = tmp_path / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     tracker.parent.mkdir(parents=True)
     tracker.write_text('{"windowingMode": "none"}')
-    with make_lab(tmp_path, lab_dir, ADAPTERTUNE_FAST="1", ADAPTERTUNE_RUNS=str(tmp_path / "runs"),
+    with make_lab(tmp_path, lab_dir, ADAPTERTUNE_FAST="1", ADAPTERTUNE_RUNS=str(course_runs),
                   JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings")) as url, \
             playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=[

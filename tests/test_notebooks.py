@@ -97,11 +97,11 @@ def _outputs(nb) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS + SOLUTIONS, ids=[f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS + SOLUTIONS])
-def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
+def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch, course_runs):
     monkeypatch.setenv("ADAPTERTUNE_FAST", "1")
     monkeypatch.setenv("ADAPTERTUNE_PROFILE", "kit")  # the offline student's course (test_online_path runs the paper profile)
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("ADAPTERTUNE_RUNS", str(tmp_path / "runs"))  # every sweep runs afresh, nothing cached
+    monkeypatch.setenv("ADAPTERTUNE_RUNS", str(course_runs))  # one cache for the course, as a student's: 08 loads 04's runs
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()  # per cell
     shown = _outputs(nb)
