@@ -36,8 +36,10 @@ from scipy.stats import spearmanr
 
 import adaptertune_lite as at
 from adaptertune_lite.baselines import pixel_logreg
+from adaptertune_lite.course import experiments
 from adaptertune_lite.course.experiments import RunConfig, runs_root, sweep
 from adaptertune_lite.elbow import fit_elbow
+from adaptertune_lite.engine import runtime
 from adaptertune_lite.engine.storage import write_json
 from adaptertune_lite.recipes import DEFAULT_TARGET, EASY_TARGETS, HEAD_ONLY_EPOCHS_FACTOR, KIT_RECIPES, Recipe, kit_n_train, kit_recipe
 from adaptertune_lite.stats import paired_difference
@@ -79,8 +81,12 @@ def main(argv=None) -> int:
     p.add_argument("--reuse", action="store_true", help="take every run whose key is in the committed <backbone>.json "
                    "from there instead of training it (the report counts them)")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration: proves the script runs, measures nothing")
+    p.add_argument("--ship", action="store_true", help="only copy the committed report's full-recipe AdapterTune runs into "
+                   "the package (adaptertune_lite/course/results/kit_full_recipe), which notebook 05 and the lecture demo read")
     args = p.parse_args(argv)
     out = Path(args.out)
+    if args.ship:
+        return ship_full_recipe(out / f"{args.backbone}.json")
     out.mkdir(parents=True, exist_ok=True)
     store = out / f"{args.backbone}.json"
     ranks, sweep_ranks, k_shots, seeds, few_steps = RANKS, SWEEP_RANKS, K_SHOTS, list(range(args.seeds)), FEW_SHOT_STEPS
@@ -356,6 +362,24 @@ def main(argv=None) -> int:
     store.with_suffix(".partial.json").unlink(missing_ok=True)
     (out / f"{args.backbone}.md").write_text("\n".join(lines))
     print("\n".join(lines))
+    if args.backbone == "kit_vit_tiny" and not args.quick and args.out == p.get_default("out"):
+        ship_full_recipe(store)  # what the notebooks compare against travels with the package
+    return 0
+
+
+def ship_full_recipe(report: Path) -> int:
+    """Copy the report's full-recipe AdapterTune runs (every rank x seed notebook 05 and the lecture demo show) into the
+    package, so a pip-installed kit (Colab) has them. Fails when the report lacks any of them."""
+    runs = json.loads(report.read_text())["runs"]
+    configs = experiments.full_recipe_configs()
+    missing = [f"r={c.rank} seed {c.seed}" for c in configs if c.key() not in runs]
+    if missing:
+        raise SystemExit(f"{report} lacks full-recipe runs {', '.join(missing)}: run this benchmark without --quick first.")
+    results = [{"format": experiments.RESULT_FORMAT, "key": c.key(), "kit_version": at.__version__, **runs[c.key()]} for c in configs]
+    experiments.ship_results(results, experiments.FULL_RECIPE, {
+        "command": "python benchmarks/kit_backbone.py --ship", "from": f"benchmarks/results/{report.name}",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "versions": runtime.versions()})
+    print(f"shipped {len(configs)} full-recipe runs into {experiments.FULL_RECIPE}")
     return 0
 
 

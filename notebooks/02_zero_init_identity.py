@@ -16,13 +16,25 @@
 # 7. where the idea comes from.
 
 # %%
+# Colab or a bare Python: install the kit. Written by tools/sync_notebooks.py from pyproject.toml: edit it there.
+import importlib.metadata
 import importlib.util
+import os
 import subprocess
 import sys
 
-if importlib.util.find_spec("adaptertune_lite") is None:  # Colab or a bare Python: install the kit
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/adaptertune-lite/adaptertune_lite"], check=True)
+KIT = "adaptertune-lite"  # the published package
+SOURCE = "git+https://github.com/adaptertune-lite/adaptertune_lite"  # its repository: the fallback
+if importlib.util.find_spec("adaptertune_lite") is None:
+    target = os.environ.get("ADAPTERTUNE_INSTALL", KIT)  # e.g. a local wheel
+    keep = [f"{p}=={importlib.metadata.version(p)}" for p in ("torch", "torchvision") if importlib.util.find_spec(p)]
+    print(f"installing {target}, keeping the preinstalled {', '.join(keep) or 'nothing'} ...")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", target, *keep]).returncode != 0:
+        print(f"{target} did not install: installing from the repository, {SOURCE}")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", SOURCE, *keep], check=True)
+    importlib.invalidate_caches()
+kit = importlib.util.find_spec("adaptertune_lite")
+print("adaptertune_lite", importlib.metadata.version("adaptertune_lite"), "from", kit.origin)
 
 # %%
 import copy

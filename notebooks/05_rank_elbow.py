@@ -12,13 +12,25 @@
 # 5. explore ranks, data and seeds yourself with a widget that runs real experiments.
 
 # %%
+# Colab or a bare Python: install the kit. Written by tools/sync_notebooks.py from pyproject.toml: edit it there.
+import importlib.metadata
 import importlib.util
+import os
 import subprocess
 import sys
 
-if importlib.util.find_spec("adaptertune_lite") is None:  # Colab or a bare Python: install the kit
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/adaptertune-lite/adaptertune_lite"], check=True)
+KIT = "adaptertune-lite"  # the published package
+SOURCE = "git+https://github.com/adaptertune-lite/adaptertune_lite"  # its repository: the fallback
+if importlib.util.find_spec("adaptertune_lite") is None:
+    target = os.environ.get("ADAPTERTUNE_INSTALL", KIT)  # e.g. a local wheel
+    keep = [f"{p}=={importlib.metadata.version(p)}" for p in ("torch", "torchvision") if importlib.util.find_spec(p)]
+    print(f"installing {target}, keeping the preinstalled {', '.join(keep) or 'nothing'} ...")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", target, *keep]).returncode != 0:
+        print(f"{target} did not install: installing from the repository, {SOURCE}")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", SOURCE, *keep], check=True)
+    importlib.invalidate_caches()
+kit = importlib.util.find_spec("adaptertune_lite")
+print("adaptertune_lite", importlib.metadata.version("adaptertune_lite"), "from", kit.origin)
 
 # %% [markdown]
 # Versions and device first, so every number below can be traced to what produced it.
@@ -130,7 +142,7 @@ display(Markdown(f"**{elbow.sentence()}** Curve: {100 * acc.mean(1)[0]:.1f} % at
 # in the `kit` profile its shipped results sit beside this notebook's curve.
 
 # %%
-# the kit benchmark's runs at the full recipe (benchmarks/results/kit_vit_tiny.json, in a clone of the repo), by key
+# the kit benchmark's runs at the full recipe, shipped in the package (course/results/kit_full_recipe), found by key
 full_runs = at.course.experiments.full_recipe_elbow(FULL_RANKS) if P.name == "kit" else []
 if full_runs:
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -148,7 +160,7 @@ if full_runs:
     full_ranks, full_acc = at.course.experiments.by_rank(full_runs)
     display(Markdown(f"* this notebook: {elbow.sentence()}\n* full recipe: {at.robust_elbow(full_ranks, full_acc).sentence()}"))
 else:
-    print("No shipped full-recipe sweep for this profile here (it ships for the kit profile in benchmarks/results/).")
+    print("No full-recipe sweep ships for this profile (it ships for the kit profile): set ADAPTERTUNE_PROFILE=kit to see it.")
 
 # %% [markdown]
 # ## The elbow and the amount of data

@@ -13,13 +13,25 @@
 # The full story (the fit, the rank–step-size coupling, the data) is notebook 05.
 
 # %%
+# Colab or a bare Python: install the kit. Written by tools/sync_notebooks.py from pyproject.toml: edit it there.
+import importlib.metadata
 import importlib.util
+import os
 import subprocess
 import sys
 
-if importlib.util.find_spec("adaptertune_lite") is None:  # Colab or a bare Python: install the kit
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/adaptertune-lite/adaptertune_lite"], check=True)
+KIT = "adaptertune-lite"  # the published package
+SOURCE = "git+https://github.com/adaptertune-lite/adaptertune_lite"  # its repository: the fallback
+if importlib.util.find_spec("adaptertune_lite") is None:
+    target = os.environ.get("ADAPTERTUNE_INSTALL", KIT)  # e.g. a local wheel
+    keep = [f"{p}=={importlib.metadata.version(p)}" for p in ("torch", "torchvision") if importlib.util.find_spec(p)]
+    print(f"installing {target}, keeping the preinstalled {', '.join(keep) or 'nothing'} ...")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", target, *keep]).returncode != 0:
+        print(f"{target} did not install: installing from the repository, {SOURCE}")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", SOURCE, *keep], check=True)
+    importlib.invalidate_caches()
+kit = importlib.util.find_spec("adaptertune_lite")
+print("adaptertune_lite", importlib.metadata.version("adaptertune_lite"), "from", kit.origin)
 
 # %%
 import json
@@ -84,8 +96,7 @@ demo.widget
 #
 # A short run favours the adapters that move fastest, and under Adam the larger ranks move faster, so part of a
 # short-training elbow is a training-length effect. The kit benchmark ran the same sweep at the course's full
-# recipe (3 seeds); where its results are at hand (the `kit` profile, in a clone of the repo), both elbows are
-# computed here.
+# recipe (3 seeds); its results ship in the package, so in the `kit` profile both elbows are computed here.
 
 # %%
 full_runs = at.course.experiments.full_recipe_elbow(ranks) if P.name == "kit" else []
@@ -97,4 +108,4 @@ if full_runs:
                      f"Accuracy at r = {ranks[0]} → r = {ranks[-1]}: this demo {100 * acc.mean(1)[0]:.1f} → {100 * acc.mean(1)[-1]:.1f} %, "
                      f"full recipe {100 * full_acc.mean(1)[0]:.1f} → {100 * full_acc.mean(1)[-1]:.1f} %."))
 else:
-    print("No full-recipe sweep at hand for this profile: notebook 05 sets short and full training side by side.")
+    print("No full-recipe sweep ships for this profile (it ships for the kit profile): set ADAPTERTUNE_PROFILE=kit to see it.")

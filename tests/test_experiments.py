@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,3 +286,13 @@ def test_atomic_writes_never_touch_the_process_umask(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "umask", no_umask)
     experiments.write_json(tmp_path / "a" / "b.json", {"x": 1})
     assert json.loads((tmp_path / "a" / "b.json").read_text()) == {"x": 1} and not list((tmp_path / "a").glob(".*tmp"))
+
+
+def test_the_package_ships_the_full_recipe_runs_the_notebooks_compare_against_as_the_report_has_them():
+    """Notebook 05 and the lecture demo read them; they used to be read from benchmarks/, which a wheel (Colab) lacks."""
+    shipped = experiments.full_recipe_elbow(experiments.FULL_RECIPE_RANKS)
+    assert len(shipped) == 21 and experiments.FULL_RECIPE.is_relative_to(Path(at.__file__).parent)
+    report = json.loads((ROOT / "benchmarks" / "results" / "kit_vit_tiny.json").read_text())["runs"]
+    for res in shipped:  # the same runs, the same numbers
+        assert (res["config"], res["val_acc"], res["test_acc"]) == tuple(report[res["key"]][k] for k in ("config", "val_acc", "test_acc"))
+    assert experiments.full_recipe_elbow([1, 128]) == []  # a rank it does not have: nothing, not a partial curve

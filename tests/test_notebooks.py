@@ -121,6 +121,23 @@ def test_every_notebook_installs_and_opens_from_the_one_repository_url():
     path = repo.removeprefix("https://github.com/")
     for py in sorted(p for folder in ("notebooks", "exercises", "solutions") for p in (ROOT / folder).glob("*.py")):
         text = py.read_text()
-        assert f'"git+{repo}"' in text, f"{py.name}: the install cell must pip-install git+{repo}"
+        assert f'SOURCE = "git+{repo}"' in text and 'KIT = "adaptertune-lite"' in text, f"{py.name}: not pyproject's install cell"
         assert f"colab.research.google.com/github/{path}/blob/main/{py.parent.name}/{py.stem}.ipynb" in text, py
         assert set(re.findall(r"github\.com/([\w.-]+/[\w.-]+)", text)) == {path}, f"{py.name} names another repository"
+
+
+def test_the_badge_and_install_cell_are_written_from_pyproject_so_one_line_moves_them_all(monkeypatch):
+    """A maintainer sets [project.urls] Repository once; `python tools/sync_notebooks.py` rewrites every badge and
+    install cell, and its --check (run by the twins test above) fails while any still names the old repository."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import sync_notebooks  # noqa: PLC0415  (tools/ is on the path only from here)
+
+    sources = [p for folder in sync_notebooks.AUTHORED for p in sorted((ROOT / folder).glob("*.py"))]
+    assert sources and all(sync_notebooks.with_install_cell(p.read_text()) == p.read_text() for p in sources)
+    monkeypatch.setattr(sync_notebooks, "project", lambda: ("adaptertune-lite", "https://github.com/real-org/adaptertune_lite"))
+    for src in sources:
+        moved = sync_notebooks.with_install_cell(src.read_text())
+        assert "github.com/adaptertune-lite/" not in moved and moved.count("real-org/adaptertune_lite") == 2, src.name
+    code = "import importlib.util\nprint(1)\n"
+    with pytest.raises(ValueError, match="no install cell"):
+        sync_notebooks.with_install_cell(code)

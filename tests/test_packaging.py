@@ -1,8 +1,12 @@
 """The project's promises about itself: two commands, matching dependency lists, CI = make test."""
 
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -78,3 +82,50 @@ def test_make_test_lints_before_it_tests():
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert recipe.index("ruff check") < recipe.index("pytest")
+
+
+WHEEL_BUDGET_MB = 30  # the two kit backbones' weights are 2 x 11 MB; code and shipped results add well under 1 MB
+
+
+@pytest.mark.slow
+def test_the_package_builds_its_metadata_renders_and_the_wheel_holds_what_the_notebooks_read(tmp_path):
+    """A pip-installed kit (Colab) has only the wheel: every file a notebook or widget reads at run time must be in it
+    (the full-recipe runs 05 and the lecture demo compare against used to be read from benchmarks/), and nothing of
+    the repository's own (tests, notebooks, benchmarks)."""
+    built = subprocess.run([sys.executable, "-m", "build", "--outdir", str(tmp_path), str(ROOT)],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (sdist,), (wheel,) = tmp_path.glob("*.tar.gz"), tmp_path.glob("*.whl")
+    checked = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", str(sdist), str(wheel)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    names = set(zipfile.ZipFile(wheel).namelist())
+    package = ROOT / "adaptertune_lite"
+    needed = {p.relative_to(ROOT).as_posix() for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert not needed - names, f"missing from the wheel: {sorted(needed - names)[:10]}"
+    assert {n for n in names if "kit_full_recipe/runs/" in n} and {n for n in names if "lecture_elbow/runs/" in n}
+    outside = {n for n in names if not n.startswith(("adaptertune_lite/", "adaptertune_lite-"))}
+    assert not outside and not {n for n in names if n.endswith(".pyc")}, sorted(outside)[:10]
+    assert any(n.endswith("licenses/LICENSE") for n in names)
+    assert wheel.stat().st_size <= WHEEL_BUDGET_MB * 2**20, f"the wheel is {wheel.stat().st_size / 2**20:.1f} MB"
+
+
+def test_the_repository_says_how_it_may_be_used_and_cited():
+    assert pyproject()["project"]["license"] == "MIT" and "MIT License" in (ROOT / "LICENSE").read_text()
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["license"] == "MIT" and cff["repository-code"] == pyproject()["project"]["urls"]["Repository"]
+    assert any("adaptertune" in ref.get("repository-code", "") for ref in cff["references"])  # the method's source
+
+
+def test_the_workflows_pass_actionlint_and_ci_runs_make_test(tmp_path):
+    actionlint = Path(sys.executable).with_name("actionlint")
+    if not actionlint.exists():  # the test extra installs it on Linux x86_64 only (the binary is in its wheel)
+        pytest.skip("actionlint is installed on Linux x86_64 only")
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    assert {w.name for w in workflows} == {"ci.yml", "release.yml"}
+    linted = subprocess.run([str(actionlint), *map(str, workflows)], capture_output=True, text=True)
+    assert linted.returncode == 0, linted.stdout
+    ci = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    assert [s["run"] for s in ci["jobs"]["test"]["steps"] if s.get("name") == "make test"] == ["make test"]
+    broken = tmp_path / "broken.yml"  # actionlint must catch a mistake, or the check above proves nothing
+    broken.write_text((ROOT / ".github" / "workflows" / "ci.yml").read_text().replace("runs-on: ubuntu-24.04", "runs-on: ${{ matrix.os }}"))
+    assert subprocess.run([str(actionlint), str(broken)], capture_output=True, text=True).returncode != 0

@@ -338,18 +338,32 @@ def run_elbow(base: RunConfig, ranks: Sequence[int], seeds: Sequence[int], out_d
     return sweep(grid(base, rank=list(ranks), seed=list(seeds)), out_dir, progress=progress)
 
 
-KIT_REPORT = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "kit_vit_tiny.json"  # in a clone of the repo
+FULL_RECIPE = SHIPPED / "kit_full_recipe"  # the kit report's AdapterTune runs at the full recipe, shipped in the package
+FULL_RECIPE_RANKS = (1, 2, 4, 8, 16, 32, 64)
 
 
-def full_recipe_elbow(ranks: Sequence[int], seeds: Sequence[int] = (0, 1, 2), report: str | os.PathLike = KIT_REPORT) -> list[dict]:
-    """The kit benchmark's AdapterTune runs at the kit profile's *full* recipe, every rank x seed, matched by key
-    (config and kit version) in the committed report ``benchmarks/results/kit_vit_tiny.json``; ``[]`` when the
-    report is not there (a pip install has no ``benchmarks/``) or lacks any of them. A CPU cannot run these in
-    a lecture; they show what the curve looks like after full training."""
-    path = Path(report)
-    if not path.is_file():
-        return []
-    shipped = json.loads(path.read_text())["runs"]
-    configs = grid(RunConfig.from_recipe("adapter_tune", DEFAULT_TARGET, fast=False), rank=list(ranks), seed=list(seeds))
-    found = [shipped[c.key()] for c in configs if c.key() in shipped]
+def full_recipe_configs(ranks: Sequence[int] = FULL_RECIPE_RANKS, seeds: Sequence[int] = (0, 1, 2)) -> list[RunConfig]:
+    """AdapterTune on the default target at the kit's full recipe (15 epochs, the whole train split), rank x seed."""
+    return grid(RunConfig.from_recipe("adapter_tune", DEFAULT_TARGET, fast=False), rank=list(ranks), seed=list(seeds))
+
+
+def full_recipe_elbow(ranks: Sequence[int], seeds: Sequence[int] = (0, 1, 2), shipped: str | os.PathLike = FULL_RECIPE) -> list[dict]:
+    """The kit benchmark's AdapterTune runs at the full recipe, every rank x seed, found by key in the package's
+    ``course/results/kit_full_recipe/`` (``benchmarks/kit_backbone.py`` writes it beside its report, so a pip install
+    has them); ``[]`` when any is missing. A CPU cannot run these in a lecture; they show the curve after full training."""
+    configs = full_recipe_configs(ranks, seeds)
+    found = [res for c in configs if (res := load_result(result_path(shipped, c), c)) is not None]
     return found if len(found) == len(configs) else []
+
+
+def ship_results(results: Iterable[dict], out_dir: str | os.PathLike, provenance: dict) -> None:
+    """Write ``results`` as a shipped sweep: ``out_dir/runs/<key>.json`` each (without the per-step loss, which no
+    notebook reads from them) and ``out_dir/provenance.json``; runs already there that are not in ``results`` go."""
+    runs = Path(out_dir) / "runs"
+    results = {r["key"]: {k: v for k, v in r.items() if k != "loss"} for r in results}
+    for stale in runs.glob("*.json") if runs.is_dir() else ():
+        if stale.stem not in results:
+            stale.unlink()
+    for key, res in results.items():
+        write_json(runs / f"{key}.json", res)
+    write_json(Path(out_dir) / "provenance.json", {**provenance, "runs": len(results)})
