@@ -3,8 +3,10 @@
 The notebooks assert their own claims (an identity is exact, a gradient is zero), so a claim that
 stops being true fails here. This test also checks the committed .ipynb twins are in sync."""
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +143,45 @@ def test_the_badge_and_install_cell_are_written_from_pyproject_so_one_line_moves
     code = "import importlib.util\nprint(1)\n"
     with pytest.raises(ValueError, match="no install cell"):
         sync_notebooks.with_install_cell(code)
+
+
+@pytest.mark.slow
+def test_colab_simulated_the_wheel_in_a_fresh_python_runs_the_notebooks_from_their_ipynb_alone(tmp_path, monkeypatch, course_runs):
+    """Colab as a student meets it: a Python with torch and the rest preinstalled but no kit, and only the .ipynb
+    files. The wheel is built as a release builds it; a fresh venv sees this environment's packages (Colab's
+    preinstalled ones) but not the kit. 00's install cell installs the wheel (ADAPTERTUNE_INSTALL points it there
+    instead of PyPI) and keeps the preinstalled torch; 05 and the lecture demo then run with the kit present and must
+    show the full-recipe comparison, which a pip install used to lose without a word."""
+    wheels = tmp_path / "dist"
+    built = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(wheels), str(ROOT)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = wheels.glob("*.whl")
+    colab = tmp_path / "colab"
+    subprocess.run([sys.executable, "-m", "venv", str(colab)], check=True)
+    python = colab / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True, text=True).stdout.strip()
+    ours = next(p for p in sys.path if p.endswith("site-packages"))
+    Path(site, "preinstalled.pth").write_text(ours + "\n")  # a plain path entry: the editable kit's finder is not loaded
+    assert subprocess.run([str(python), "-c", "import adaptertune_lite"], cwd=tmp_path, capture_output=True).returncode != 0
+    kernels = tmp_path / "jupyter" / "kernels" / "colab"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(json.dumps({"argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                                                     "display_name": "colab", "language": "python"}))
+    work = tmp_path / "work"  # only the .ipynb files, as Colab opens them
+    work.mkdir()
+    for nb in NOTEBOOKS:
+        shutil.copy(nb, work / nb.name)
+    for name, value in {"JUPYTER_PATH": str(tmp_path / "jupyter"), "ADAPTERTUNE_INSTALL": str(wheel), "ADAPTERTUNE_FAST": "1",
+                        "ADAPTERTUNE_PROFILE": "kit", "MPLBACKEND": "Agg", "ADAPTERTUNE_RUNS": str(course_runs)}.items():
+        monkeypatch.setenv(name, value)
+    shown = {}
+    for stem in ("00_start_here", "05_rank_elbow", "lecture_elbow_demo"):
+        nb = nbformat.read(work / f"{stem}.ipynb", as_version=4)
+        NotebookClient(nb, timeout=600, kernel_name="colab", resources={"metadata": {"path": str(work)}}).execute()
+        shown[stem] = _outputs(nb)
+        for text in EXPECTED[stem]:
+            assert text in shown[stem], f"{stem} (installed from the wheel) did not show {text!r}"
+    assert f"installing {wheel}, keeping the preinstalled torch==" in shown["00_start_here"]  # the branch that installs
+    assert f"from {site}/adaptertune_lite/__init__.py" in shown["05_rank_elbow"]  # the kit present: the wheel's copy
+    assert "No full-recipe sweep ships" not in shown["05_rank_elbow"] + shown["lecture_elbow_demo"]
+    assert "**full recipe**" in shown["lecture_elbow_demo"]
