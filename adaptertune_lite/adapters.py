@@ -47,7 +47,8 @@ class Adapter(nn.Module):
         dim: width ``d`` of the residual stream.
         rank: bottleneck width ``r``; parameters ``2*d*r + r + d``.
         init: ``"zero"`` (AdapterTune: Xavier ``W_down``, zero ``W_up`` and biases),
-            ``"small"`` (``W_up ~ N(0, 1e-4^2)``: near-identity) or ``"random"``
+            ``"small"`` (``W_up ~ N(0, 1e-4^2)``, ``b_up = 0``: near-identity; the official code also draws ``b_up``
+            from ``N(0, 1e-4^2)``, the kit keeps it 0 so that the inits differ in ``W_up`` only) or ``"random"``
             (Xavier ``W_up``: perturbs the pretrained features from the first forward).
         scale: multiplier ``s`` on the adapter output.
 

@@ -109,7 +109,10 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
 
 
 def make_optimizer(params, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not on biases, norms, tokens); fused on CUDA."""
+    """AdamW with weight decay on tensors of two or more dimensions (weight matrices, the patch embedding, the [CLS]
+    token and position embedding), not on biases and LayerNorm weights; fused on CUDA. The official AdapterTune code
+    decays every trainable tensor; the kit follows the common practice of sparing biases and norms (a departure the
+    recipes state)."""
     params = [p for p in params if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]

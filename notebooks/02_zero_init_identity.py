@@ -165,8 +165,10 @@ display(Markdown(f"At step 0 the **down-projection gradient is exactly zero** in
 # * **Adam's first step has the size of the learning rate.** After one step its moment estimates are
 #   `m̂ = g` and `v̂ = g²`, so the update is `lr · g / (|g| + ε)`: every entry with a gradient moves by
 #   `lr` (up to `ε / |g|`), whatever the gradient's size.
-# * **Decoupled weight decay** multiplies *every* trained weight by `(1 − lr · wd)` each step, gradient or not.
-#   So with `wd > 0` the first step shrinks `W_down` although its gradient is exactly zero.
+# * **Decoupled weight decay** multiplies every tensor it is given by `(1 − lr · wd)` each step, gradient or not.
+#   So with `wd > 0` the first step shrinks `W_down` although its gradient is exactly zero. Below, plain
+#   `torch.optim.AdamW` decays every trained tensor, as the official AdapterTune code does; the kit's `fit` departs
+#   from it and spares biases and LayerNorm weights (`at.train.make_optimizer`).
 #
 # We take one step both ways, from the same starting point.
 

@@ -240,3 +240,22 @@ def test_file_backed_data_is_decoded_once_and_trains_identically(tmp_path):
     assert torch.equal(memory.images[5], split[5][0]) and memory.labels.tolist() == labels.tolist()
     runs = [at.fit(tiny_vit(), split, method="full_finetune", **fast(preload=p)) for p in (False, True)]
     assert runs[0].history["loss"] == runs[1].history["loss"]
+
+
+def test_fit_spares_biases_and_norms_from_weight_decay_a_stated_departure_from_the_official_code():
+    """The official AdapterTune code decays every trainable tensor; the kit spares biases and LayerNorm weights
+    (recipes.py and notebook 02 say so). Pinned, so the statement and the code cannot part."""
+    model = at.set_trainable(at.add_adapters(tiny_vit(), rank=2), "full_finetune")
+    opt = at.train.make_optimizer(model.parameters(), 1e-3, 0.05, torch.device("cpu"))
+    decayed, spared = ({id(p) for p in g["params"]} for g in opt.param_groups)
+    assert opt.param_groups[0]["weight_decay"] == 0.05 and opt.param_groups[1]["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[i] for i in decayed} >= {"blocks.0.adapter.up.weight", "blocks.0.attn.qkv.weight", "cls_token", "pos_embed"}
+    spared_names = {names[i] for i in spared}
+    assert spared_names and all(n.endswith("bias") or "norm" in n for n in spared_names)
+    assert {"blocks.0.adapter.up.bias", "blocks.0.norm1.weight", "norm.weight"} <= spared_names
+
+
+def test_the_small_init_keeps_b_up_zero_a_stated_departure_from_the_official_code():
+    adapter = at.Adapter(16, 4, init="small")
+    assert torch.count_nonzero(adapter.up.bias) == 0 and 0 < adapter.up.weight.abs().max() < 1e-3
