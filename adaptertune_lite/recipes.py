@@ -10,9 +10,9 @@ and its training transform: random resized crop + horizontal flip); ``TORCHVISIO
 per dataset. ``Recipe()`` has the official optimiser settings, schedule and budget at batch 64 without
 augmentation, the base the kit recipes change. One departure from the official code, stated wherever the recipe is
 described: ``fit`` decays tensors of two or more dimensions only (not biases and LayerNorm weights), where the
-official code's AdamW decays every trainable tensor (``train.make_optimizer``; a test pins it). On the small kit backbone and small datasets the learning
-rates below were chosen by measurement (benchmarks/kit_backbone.py): the linear probe wants a larger
-step, full fine-tuning a smaller one.
+official code's AdamW decays every trainable tensor (``train.make_optimizer``; a test pins it). On the small kit
+backbone and small datasets the learning rates were chosen on validation (each method's record in ``methods``,
+benchmarks/kit_lr.py): the linear probe wants a larger step, full fine-tuning a smaller one.
 
 The course default target is ``left_digit`` (see ``adaptertune_lite.targets``): a task where the
 frozen features are not enough, so head-only, AdapterTune and full fine-tuning differ.
