@@ -205,9 +205,10 @@ def add_adapters(
     Args:
         model: a timm Vision Transformer (anything with ``.blocks`` whose blocks have ``.attn`` and ``.mlp``).
         rank: bottleneck width ``r`` (positive int).
-        placement: ``"post_block"`` (AdapterTune: on the residual stream after the block),
-            ``"post_attn"`` / ``"post_mlp"`` (on the sub-layer output before its residual add),
-            ``"houlsby"`` (both) or ``"parallel"`` (beside the MLP, fed the MLP's input).
+        placement: ``"post_block"`` (AdapterTune, and Adapter+'s "Post": on the residual stream after the block),
+            ``"post_attn"`` / ``"post_mlp"`` (on the sub-layer output before its residual add; ``post_mlp`` is
+            Pfeiffer's), ``"houlsby"`` (both: Houlsby's) or ``"parallel"`` (beside the MLP, fed the MLP's input:
+            AdaptFormer's position).
         blocks: ``"all"``, ``every_k(k)``, ``first_k(k)``, ``last_k(k)`` or a list of block indices.
         init: ``"zero"``, ``"small"`` or ``"random"`` (see :class:`Adapter`).
         scale: output multiplier of every adapter.

@@ -497,10 +497,10 @@ display(Markdown(
 # | BitFit | the biases | every layer | yes | Ben Zaken et al., ACL 2022 |
 # | SSF | a per-channel scale and shift after operations | every layer | yes | Lian et al., NeurIPS 2022 |
 # | LoRA | `s · B A` beside a linear weight | attention (and MLP) linears | yes | Hu et al., ICLR 2022 |
-# | Houlsby adapter | a bottleneck after attention and after the MLP | residual stream, twice per block | no | Houlsby et al., ICML 2019 |
-# | Pfeiffer adapter | one bottleneck after the MLP | residual stream | no | Pfeiffer et al., EACL 2021 |
-# | AdaptFormer | a bottleneck beside the MLP, output scaled by s = 0.1 | parallel to the MLP | no | Chen et al., NeurIPS 2022 |
-# | Adapter+ | a post-MLP adapter with a channel-wise scale | residual stream | no | Steitz & Roth, CVPR 2024 |
+# | Houlsby adapter | a bottleneck after attention and after the MLP | on each sublayer's output, before its residual add (twice per block) | no | Houlsby et al., ICML 2019 |
+# | Pfeiffer adapter | one bottleneck after the MLP | on the MLP's output, before its residual add | no | Pfeiffer et al., EACL 2021 |
+# | AdaptFormer | a ReLU bottleneck beside the MLP, output scaled by s = 0.1 | parallel to the MLP | no | Chen et al., NeurIPS 2022 |
+# | Adapter+ | a bottleneck with a channel-wise scale, in the "Post" position | residual stream, after the block's residual add (as AdapterTune) | no | Steitz & Roth, CVPR 2024 |
 # | AdapterTune | a zero-initialised bottleneck after each block | residual stream | no | the AdapterTune paper (this course) |
 #
 # The benchmarks' lesson (paper): V-PETL Bench (Xin et al., NeurIPS 2024 Datasets and Benchmarks) and
