@@ -24,7 +24,7 @@ Two layers, visible in the folders. **The core** is what a student reads, top to
 * ``engine``      – how runs go fast and safely: ``runtime`` (device, seeds, FAST mode, precision), ``meters``
   (memory), ``storage`` (atomic writes), ``shortcuts`` (training on cached features or a cached frozen prefix)
 * ``course``      – what the notebooks and lecturers use: ``profiles`` (kit | paper), ``experiments`` (run configs,
-  resumable sweeps, the shipped results), ``cost``, ``claims``, ``plots``, ``widgets``, ``pretrain``, ``twins``, ``cli``
+  resumable sweeps, the shipped results), ``cost``, ``coupling``, ``claims``, ``plots``, ``widgets``, ``pretrain``, ``twins``, ``cli``
 * ``grading``     – self-checks, the exercise build, the sandboxed batch grader
 """
 

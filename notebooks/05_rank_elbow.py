@@ -80,12 +80,13 @@ display(bill.style.format({"adapter parameters": "{:,}", "% of full fine-tuning"
 # ### The scale convention
 #
 # AdapterTune adds `s · A(h)` with a **fixed** scale `s` (1 here), whatever the rank. LoRA adds
-# `(α / r) · B A x`: with `α` fixed, raising `r` also *shrinks* the scale of each direction. A LoRA rank
-# sweep therefore changes two things at once, capacity and step size. The AdapterTune sweep below does
-# too, less visibly: under Adam every entry of `W_up` moves by about `lr` per step whatever its gradient
-# (notebook 02 measures it), so with `r` hidden units the first steps change `A(h)` by an amount that grows
-# with `r`. A larger rank is a larger adapter *and* a larger effective step. When comparing rank sweeps across
-# papers, check the scale convention and the optimiser.
+# `(α / r) · B A x`: with `α` fixed, raising `r` also *shrinks* the scale of each direction. Which of the two
+# keeps the step steady depends on the optimiser. Under Adam every entry of `W_up` moves by about `lr` per step
+# whatever its gradient (notebook 02 measures it), so the first step changes `A(h)` by an amount that grows like
+# `s · r`: `α/r` keeps it steady, and AdapterTune's fixed scale lets it grow in proportion to `r`, so the AdapterTune
+# sweep below changes two things at once, capacity and step size. (Under SGD it grows like `s² · r`: there `α/√r`
+# is the steady one.) Notebook 08 §4 measures both laws. When comparing rank sweeps across papers, check the
+# scale convention and the optimiser.
 
 # %% [markdown]
 # ## The sweep

@@ -9,7 +9,8 @@
 # 2. see why a post-block adapter cannot be merged, and what that costs at inference (measured);
 # 3. compare head-only, BitFit, AdapterTune, LoRA and full fine-tuning at matched trainable-parameter
 #    budgets, over three seeds, with conclusions computed from the numbers;
-# 4. sweep LoRA's rank under its three scaling conventions and see what each does to the step size;
+# 4. sweep LoRA's rank under its three scaling conventions and measure what each does to the step size, under Adam
+#    and under SGD;
 # 5. serve three tasks from **one** frozen backbone by swapping adapter files;
 # 6. look at the spectrum of the change full fine-tuning makes, and ask whether it predicts the elbow;
 # 7. place AdapterTune among the other parameter-efficient methods (what the papers found).
@@ -48,7 +49,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from IPython.display import Markdown, display
 from safetensors.torch import save_file
 from torch import nn
@@ -284,45 +284,40 @@ print(f"full fine-tuning trains {ratio:.0f}× the parameters of LoRA r = {RANK_L
 # * `α/√r` (rsLoRA, Kalajdzievski 2023; paper): shrinks more slowly;
 # * fixed `s` (what AdapterTune's adapters do, `s = 1`).
 #
-# Why it matters under Adam: at first every entry of `B` moves by about the learning rate per step
-# whatever its gradient (Adam divides by the gradient's own size; notebook 02 shows it for `W_up`). So
-# after the first step `B A x` is a sum of `r` terms of about the same size, and its size grows with `r`:
-# the convention decides whether the effective step size grows with the rank, stays put, or shrinks.
-# We pick α so that all three give `s = 1` at r = 4, and measure the change one small step makes.
+# Why it matters: `B` starts at zero, so the first step moves `B` only and changes the output by `s · ΔB · A x`, a sum
+# over the `r` hidden units. Under **Adam** every entry of `B` moves by about the learning rate whatever its gradient
+# (Adam divides by the gradient's own size; notebook 02 shows it for `W_up`), so the change grows like `s · r`.
+# Under **SGD** the step is the gradient, itself proportional to `s`, so the change grows like `s² · r`. The
+# convention decides whether the effective step grows with the rank, stays put, or shrinks, and the optimiser decides
+# which convention keeps it put. We pick α so that all three give `s = 1` at r = 4, and measure the change one small
+# step makes under each optimiser (`at.course.coupling`).
 
 # %%
 RANK_REF = 4  # the rank at which the three conventions agree (s = 1)
 ALPHA = {"alpha/r": RANK_REF, "alpha/sqrt(r)": RANK_REF ** 0.5, "fixed": 1.0}  # α per convention: s(RANK_REF) = 1
-STEP_RANKS = [1, 4, 16, 64]  # ranks for the step-size measurement (cheap: 5 steps each)
+STEP_RANKS = [1, 4, 16, 64]  # ranks for the step-size measurement (one step each: cheap)
+STEP_LR = {"adam": 1e-4, "sgd": 1e-2}  # small enough that one step stays in the linear regime
 small = at.load_dataset(DEFAULT_TARGET, backbone, n_train=64)
 batch, chance = small.train, 100 / small.num_classes  # chance: the accuracy of a guess (%)
 xb, yb = at.transforms.transform_for(backbone)(batch.images[:64]), batch.labels[:64]
 
 
-def first_steps_change(rank: int, scaling: str, steps: int = 1, lr: float = 1e-4) -> float:
-    """Relative change of the logits after ``steps`` AdamW steps of LoRA alone (head frozen, one batch).
-    One small step keeps the change in the linear regime, where it is ``s · ΔB · A x``."""
-    torch.manual_seed(0)
-    model = at.add_lora(copy.deepcopy(backbone), rank=rank, alpha=ALPHA[scaling], scaling=scaling).train()
-    at.set_trainable(model, "lora")  # no gradients for the frozen weights
-    params = [p for layer in at.lora_layers(model).values() for p in (layer.lora_A, layer.lora_B)]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    with torch.no_grad():
-        before = model(xb)
-    for _ in range(steps):
-        opt.zero_grad()
-        F.cross_entropy(model(xb), yb).backward()
-        opt.step()
-    with torch.no_grad():
-        return float((model(xb) - before).norm() / before.norm())
-
-
-steps_table = pd.DataFrame({s: {r: first_steps_change(r, s) for r in STEP_RANKS} for s in at.SCALINGS})
+coupling = at.course.coupling
+steps_table = pd.DataFrame({(opt, s): {r: coupling.first_step_change(backbone, xb, yb, r, s, ALPHA[s], opt, STEP_LR[opt])
+                                       for r in STEP_RANKS} for opt in STEP_LR for s in at.SCALINGS})
 steps_table.index.name = "rank"
-display(steps_table.style.format("{:.4f}").set_caption("relative change of the logits after 1 AdamW step (lr 1e-4), "
-                                                       f"s = 1 at r = {RANK_REF} for every convention"))
-grows = {s: steps_table[s].iloc[-1] / steps_table[s].iloc[0] for s in at.SCALINGS}
-print("change at r = 64 over change at r = 1:", ", ".join(f"{s}: {v:.1f}×" for s, v in grows.items()))
+display(steps_table.style.format("{:.4f}").set_caption(
+    f"relative change of the logits after one step (AdamW lr {STEP_LR['adam']:g}, SGD lr {STEP_LR['sgd']:g}), "
+    f"s = 1 at r = {RANK_REF} for every convention"))
+growth = pd.DataFrame([{"optimiser": opt, "convention": s, "measured": steps_table[opt, s].iloc[-1] / steps_table[opt, s].iloc[0],
+                        "law s·r (Adam)": coupling.predicted_growth("adam", s, ALPHA[s], STEP_RANKS[0], STEP_RANKS[-1]),
+                        "law s²·r (SGD)": coupling.predicted_growth("sgd", s, ALPHA[s], STEP_RANKS[0], STEP_RANKS[-1])}
+                       for opt in STEP_LR for s in at.SCALINGS])
+display(growth.style.hide(axis="index").format({c: "{:.3g}×" for c in growth.columns[2:]})
+        .set_caption(f"the change at r = {STEP_RANKS[-1]} over the change at r = {STEP_RANKS[0]}: measured, and what each law predicts"))
+grows = {s: growth.set_index(["optimiser", "convention"]).measured["adam", s] for s in at.SCALINGS}  # Adam: what fit uses
+steady = {opt: coupling.steady_convention(dict(zip(at.SCALINGS, growth[growth.optimiser == opt].measured))) for opt in STEP_LR}
+print(f"the convention whose first step changes least with the rank: under Adam {steady['adam']}, under SGD {steady['sgd']}")
 
 # %% [markdown]
 # Now the accuracy along the rank for each convention, beside AdapterTune's (x axis: trainable
@@ -378,8 +373,11 @@ display(Markdown(
 
 # %% [markdown]
 # A rank sweep therefore changes two things at once: the capacity of the update and, unless the scale
-# compensates, the size of its steps. A fair comparison of ranks tunes the learning rate per rank, or
-# uses a convention (such as `α/√r`) that keeps the step size steady.
+# compensates, the size of its steps. Which convention compensates depends on the optimiser, as measured above:
+# under Adam (what `fit` uses) it is the one printed for Adam, under SGD the one printed for SGD (rsLoRA's `α/√r` was
+# derived for the SGD-like case). AdapterTune's fixed scale is the most coupled of the three under either. A fair
+# comparison of ranks tunes the learning rate per rank, or uses the convention that keeps the step steady for its
+# optimiser.
 
 # %% [markdown]
 # ## 5 · One backbone, many tasks

@@ -94,7 +94,8 @@ demo.widget
 # %% [markdown]
 # ## 4 · The budget shapes the curve
 #
-# A short run favours the adapters that move fastest, and under Adam the larger ranks move faster, so part of a
+# A short run favours the adapters that move fastest, and under Adam with a fixed scale the first step grows in
+# proportion to the rank (notebook 08 §4 measures it), so the larger ranks move faster and part of a
 # short-training elbow is a training-length effect. The kit benchmark ran the same sweep at the course's full
 # recipe (3 seeds); its results ship in the package, so in the `kit` profile both elbows are computed here.
 

@@ -3,6 +3,7 @@
 * ``profiles``    – the scale of the course: the kit backbone on the offline targets, or the paper's setting
 * ``experiments`` – run configs, resumable sweeps with a result cache, the shipped results (``results/``)
 * ``cost``        – what a training step costs: memory by what holds it, FLOPs
+* ``coupling``    – how rank and scale set the first step's size under Adam (s·r) and SGD (s²·r), measured
 * ``claims``      – a notebook's claims checked on its own numbers and printed (✓ / ✗), never asserted
 * ``plots``       – the course's figure style and every figure function
 * ``widgets``     – the explorers and the lecture demo (ipywidgets over experiments and plots)
@@ -11,4 +12,4 @@
 * ``cli``         – the ``adaptertune-lite`` command
 """
 
-from . import claims, cost, experiments, plots, pretrain, profiles, widgets  # noqa: F401
+from . import claims, cost, coupling, experiments, plots, pretrain, profiles, widgets  # noqa: F401
