@@ -47,7 +47,8 @@ EXPECTED = {
                          "AdapterTune r=16 − head-only:", "about 0.92 % at r = 16"],
     "08_lora_and_merging": ["step 0, LoRA model == backbone, bitwise: True", "LoRA layers left after merging: 0",
                             "same state_dict keys as the original backbone: True", "unexplained", "each method's rate (KIT_RECIPES)", "95 % CI",
-                            "the convention whose first step changes least with the rank: under Adam alpha/r, under SGD alpha/sqrt(r)", "served", "bitwise the original: True", "90 % of ΔW's energy"],
+                            "the convention whose first step changes least with the rank: under Adam alpha/r, under SGD alpha/sqrt(r)",
+                            "served", "bitwise the original: True", "90 % of ΔW's energy"],
     "lecture_elbow_demo": ["adaptertune-lite sweep", "21 runs on", "of the gain from the smallest to the largest rank is reached ",
                            "Budget: ", "**full recipe** (15 epochs, all images)"],
 }
