@@ -102,7 +102,7 @@ NAMES = {"head_only": "head-only", "adapter_tune": "AdapterTune", "full_finetune
 display(summary.replace({"method": NAMES}).rename(columns=LABELS).style
         .format({LABELS["test_acc"]: "{:.1f}", LABELS["test_std"]: "{:.1f}", LABELS["trainable"]: "{:,}",
                  LABELS["pct_full"]: "{:.2f}", LABELS["time_s"]: "{:.1f}"})
-        .set_caption(f"mean over seeds {SEEDS}").hide(axis="index"))
+        .set_caption(f"mean over {len(SEEDS)} seed{'s' * (len(SEEDS) > 1)}").hide(axis="index"))
 
 # %% [markdown]
 # Is head-only trained to convergence? It trains on cached features, so forty times the other methods' epochs cost

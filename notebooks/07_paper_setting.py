@@ -209,7 +209,7 @@ for m in METHODS:
 row = pd.DataFrame(rows).set_index("method")
 display(row.style.format({"test accuracy (%)": "{:.1f}", "trainable params": "{:,}", "% of full FT": "{:.2f}",
                           "train time (s)": "{:.1f}", "step memory (MiB)": "{:.0f}", "measured peak (MiB)": "{:.0f}"})
-        .set_caption(f"{P.backbone} on {P.dataset}, {P.name} profile, seeds {SEEDS}, on {at.describe_device()}; step memory "
+        .set_caption(f"{P.backbone} on {P.dataset}, {P.name} profile, {len(SEEDS)} seeds, on {at.describe_device()}; step memory "
                      f"counted for {MEMORY_BATCH} images, measured peak as the run recorded it (a CPU process reuses memory, "
                      "so its peak above start can read 0)"))
 

@@ -254,7 +254,7 @@ summary = pd.DataFrame({"test accuracy (%)": by_method["test accuracy (%)"].mean
                         "ms per step": by_method["ms per step"].mean(), "step memory (MiB)": pd.Series(step_memory)})
 display(summary.style.format({"test accuracy (%)": "{:.1f}", "± std over seeds": "{:.1f}", "trainable parameters": "{:,}",
                               "% of full FT": "{:.2f}", "ms per step": "{:.1f}", "step memory (MiB)": "{:.1f}"})
-        .set_caption(f"{DEFAULT_TARGET}, {configs['LoRA', 0].n_train or 'all'} training images, mean over seeds {SEEDS}; head-only's "
+        .set_caption(f"{DEFAULT_TARGET}, {configs['LoRA', 0].n_train or 'all'} training images, mean over {len(SEEDS)} seeds; head-only's "
                      "steps run on cached features (its ms per step includes computing them)"))
 
 # %% [markdown]
@@ -341,8 +341,12 @@ curves = (pd.DataFrame([{"curve": c, "rank": r, "seed": s, "params": res["traina
           .groupby(["curve", "rank"], sort=False).mean().reset_index())
 
 # %%
+CURVE_LABEL = {"LoRA alpha/r": "LoRA α/r", "LoRA alpha/sqrt(r)": "LoRA α/√r", "LoRA fixed": "LoRA fixed s",
+               "AdapterTune": "AdapterTune"}
+CURVE_COLOUR = {"LoRA alpha/r": "tab:blue", "LoRA alpha/sqrt(r)": "tab:green", "LoRA fixed": "tab:purple",
+                "AdapterTune": "tab:red"}  # four hues apart, none two oranges
 fig, ax = plt.subplots(figsize=(7, 4.2))
-color = {name: ax.plot(part.params, part.acc, marker="o", label=name)[0].get_color()
+color = {name: ax.plot(part.params, part.acc, marker="o", label=CURVE_LABEL[name], color=CURVE_COLOUR[name])[0].get_color()
          for name, part in curves.groupby("curve", sort=False)}
 on_top = dict(fontsize=9, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))  # readable over a line
 lora_points = curves[curves.curve.str.startswith("LoRA")].groupby("rank").agg(params=("params", "first"), acc=("acc", "max"))
@@ -355,7 +359,8 @@ ax.set_xscale("log")
 ax.margins(x=0.1, y=0.12)  # room for the labels
 ax.set_xlabel("trainable parameters (log scale)")
 ax.set_ylabel("test accuracy (%)")
-ax.set_title(f"rank sweeps on {DEFAULT_TARGET}, {SWEEP_N_TRAIN or 'all'} training images (mean over seeds {SWEEP_SEEDS})")
+ax.set_title(f"rank sweeps on {DEFAULT_TARGET}, {SWEEP_N_TRAIN or 'all'} training images, "
+             f"{len(SWEEP_SEEDS)} seed{'s' * (len(SWEEP_SEEDS) > 1)}")
 ax.legend(title="LoRA: s = 1 at r = 4")
 plt.show()
 
@@ -382,8 +387,8 @@ display(Markdown(
 # %% [markdown]
 # ## 5 · One backbone, many tasks
 #
-# The practical payoff of adapters: the backbone is frozen, so each new task is a small file (adapters
-# + head), and a server keeps **one** backbone in memory and swaps the files. We train AdapterTune on
+# The practical payoff of adapters: the backbone is frozen, so each new task is a small file (its adapters
+# and head), and a server keeps **one** backbone in memory and swaps the files. We train AdapterTune on
 # three targets, save each task's adapters, and then serve all three from one copy of the backbone.
 
 # %%
@@ -395,7 +400,7 @@ for task in TASKS:
     model = at.add_adapters(copy.deepcopy(backbone), rank=RANK_ADAPTER)
     model.reset_classifier(task_data[task].num_classes)
     at.fit(model, task_data[task].train, task_data[task].val, method="adapter_tune",
-           recipe=at.recipes.kit_recipe("adapter_tune", task, fast=FAST), progress=False)  # the kit's AdapterTune recipe for the task
+           recipe=at.recipes.kit_recipe("adapter_tune", task, fast=FAST))  # the kit's AdapterTune recipe; a progress bar per task
     trained_acc[task] = at.evaluate(model, task_data[task].test)
     files[task] = at.save_adapters(model, task_dir / f"{task}.safetensors")
 
@@ -434,7 +439,7 @@ print("after the swaps, every backbone weight (all but the per-task head) is bit
 # %%
 full = copy.deepcopy(backbone)
 data = task_data[DEFAULT_TARGET]
-at.fit(full, data.train, data.val, method="full_finetune", recipe=at.recipes.kit_recipe("full_finetune", fast=FAST), progress=False)
+at.fit(full, data.train, data.val, method="full_finetune", recipe=at.recipes.kit_recipe("full_finetune", fast=FAST))  # with its progress bar
 energy = {}  # layer -> fraction of ||ΔW||² in the top-r singular directions, r = 1..min(out, in)
 for name, w in full.named_parameters():
     if name.startswith("blocks.") and name.endswith("weight") and w.ndim == 2:
@@ -451,12 +456,12 @@ ax1.set_xlabel("rank r of the approximation (log scale)")
 ax1.set_ylabel("energy of ΔW kept (%, median over layers)")
 ax1.set_title("full fine-tuning's weight change")
 for name, part in curves[curves.curve.str.startswith("LoRA")].groupby("curve", sort=False):
-    ax2.plot(part["rank"], part.acc, marker="o", label=name)
+    ax2.plot(part["rank"], part.acc, marker="o", label=CURVE_LABEL[name], color=CURVE_COLOUR[name])
 ax2.set_xscale("log")
 ax2.set_xlabel("rank r of the LoRA update (log scale)")
 ax2.set_ylabel("test accuracy (%)")
-ax2.set_title(f"LoRA along the rank (seeds {SWEEP_SEEDS})")
-ax2.legend(fontsize=8)
+ax2.set_title(f"LoRA along the rank ({len(SWEEP_SEEDS)} seed{'s' * (len(SWEEP_SEEDS) > 1)})")
+ax2.legend()
 plt.show()
 
 # %%
