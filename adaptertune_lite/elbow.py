@@ -70,21 +70,52 @@ def fit_elbow(ranks: Sequence[int], accuracies, threshold: float = 0.01) -> Elbo
 @dataclass(frozen=True)
 class RobustElbow:
     """The smallest swept rank whose mean accuracy reaches ``share`` of the gain from the smallest to the largest
-    swept rank, with a bootstrap interval over seeds (``low``/``high``: NaN with one seed)."""
+    swept rank, and what that summary can and cannot say:
+
+    * ``gain``: mean accuracy at the largest rank minus at the smallest; ``noise``: two standard errors of that gain
+      (over seeds, and over the test images when ``n_test`` was given), ``None`` when neither could be estimated;
+      ``rises``: whether the gain exceeds its noise. A curve that does not rise has no elbow to name.
+    * ``per_seed``: each seed's own elbow (with 3 seeds a bootstrap has 10 distinct resamples: no 95 % interval).
+    * ``without_largest``: the elbow with the largest rank left out (``None`` if fewer than 3 ranks): a summary that
+      moves with one endpoint says so.
+    """
 
     rank: int
-    low: float
-    high: float
+    per_seed: tuple[int, ...]
     share: float
     n_seeds: int
+    min_rank: int
     max_rank: int
+    gain: float
+    noise: float | None
+    without_largest: int | None
+
+    @property
+    def rises(self) -> bool:
+        return self.gain > 0 and (self.noise is None or self.gain > self.noise)
+
+    @property
+    def low(self) -> float:
+        """The smallest per-seed elbow (NaN with one seed)."""
+        return float(min(self.per_seed)) if self.n_seeds > 1 else float("nan")
+
+    @property
+    def high(self) -> float:
+        """The largest per-seed elbow (NaN with one seed)."""
+        return float(max(self.per_seed)) if self.n_seeds > 1 else float("nan")
 
     def sentence(self) -> str:
-        """One line for a notebook."""
-        interval = (f"bootstrap 95 % interval over {self.n_seeds} seeds: r = {self.low:g} to {self.high:g}" if self.n_seeds > 1
-                    else "one seed: no interval")
+        """One line for a notebook: the elbow with its caveats, or why there is none to name."""
+        noise = ("noise unknown: one seed and no test-set size" if self.noise is None
+                 else f"noise ±{100 * self.noise:.1f} points")
+        gain = f"{100 * self.gain:+.1f} points from r = {self.min_rank} to r = {self.max_rank}, {noise}"
+        if not self.rises:
+            return f"No gain to summarise: accuracy changes by {gain}, so there is no elbow to name."
         where = f"at r = {self.rank}" if self.rank < self.max_rank else f"only at the largest rank swept, r = {self.rank} (no elbow within the grid)"
-        return f"{100 * self.share:.0f} % of the gain from the smallest to the largest rank is reached {where} ({interval})."
+        seeds = (f"per-seed elbows r = {', '.join(map(str, self.per_seed))}" if self.n_seeds > 1 else "one seed")
+        moved = ("" if self.without_largest is None else f"; r = {self.without_largest} with the largest rank left out"
+                 + (" (it depends on that endpoint)" if self.without_largest != self.rank else ""))
+        return f"{100 * self.share:.0f} % of the gain from the smallest to the largest rank is reached {where} ({gain}; {seeds}{moved})."
 
 
 def _share_rank(ranks: np.ndarray, mean: np.ndarray, share: float) -> int:
@@ -92,25 +123,37 @@ def _share_rank(ranks: np.ndarray, mean: np.ndarray, share: float) -> int:
     return int(next(r for r, m in zip(ranks, mean) if m >= target))  # the largest rank always qualifies
 
 
-def robust_elbow(ranks: Sequence[int], accuracies, share: float = 0.9, n_boot: int = 2000, seed: int = 0) -> RobustElbow:
+def gain_noise(accuracies, n_test: int | None = None) -> float | None:
+    """Two standard errors of the gain from the first to the last row of ``accuracies`` ``(n_ranks, n_seeds)``:
+    the spread of the per-seed gains over the seeds, plus, with ``n_test``, the binomial noise of the two accuracies
+    on a test set of that size (the same test set for every seed, so averaging seeds does not reduce it; counted as if
+    the two were independent, which errs on the wide side). ``None`` with one seed and no ``n_test``."""
+    acc = np.asarray(accuracies, dtype=float)
+    d, var, known = acc[-1] - acc[0], 0.0, False
+    if len(d) > 1:
+        var, known = var + d.var(ddof=1) / len(d), True
+    if n_test:
+        p0, p1 = acc[0].mean(), acc[-1].mean()
+        var, known = var + (p0 * (1 - p0) + p1 * (1 - p1)) / n_test, True
+    return 2 * float(np.sqrt(var)) if known else None
+
+
+def robust_elbow(ranks: Sequence[int], accuracies, share: float = 0.9, n_test: int | None = None) -> RobustElbow:
     """Where the curve bends, without trusting one grid point: the smallest rank reaching ``share`` of the gain
-    from ``ranks[0]`` to ``ranks[-1]``, on the mean over seeds; its interval resamples the seeds with replacement.
+    from ``ranks[0]`` to ``ranks[-1]``, on the mean over seeds, with what can undo it (:class:`RobustElbow`).
 
     Args:
         ranks: the ranks swept, ascending.
         accuracies: ``(len(ranks), n_seeds)`` accuracies (a seed's runs at every rank form one column).
         share: the part of the gain that counts as "most of it" (0.9: 90 %).
-        n_boot, seed: bootstrap resamples and their random seed.
+        n_test: the size of the set the accuracies were measured on (its binomial noise enters ``noise``).
     """
     r = np.asarray(ranks)
     acc = np.asarray(accuracies, dtype=float).reshape(len(r), -1)
     if len(r) < 2 or not 0 < share < 1:
         raise ValueError(f"robust_elbow needs >= 2 ranks and 0 < share < 1 (got {len(r)} ranks, share {share}).")
-    rank = _share_rank(r, acc.mean(1), share)
-    n = acc.shape[1]
-    if n == 1:
-        return RobustElbow(rank, float("nan"), float("nan"), share, 1, int(r[-1]))
-    rng = np.random.default_rng(seed)
-    boot = [_share_rank(r, acc[:, rng.integers(0, n, n)].mean(1), share) for _ in range(n_boot)]
-    low, high = np.percentile(boot, [2.5, 97.5], method="nearest")
-    return RobustElbow(rank, float(low), float(high), share, n, int(r[-1]))
+    mean = acc.mean(1)
+    per_seed = tuple(_share_rank(r, acc[:, j], share) for j in range(acc.shape[1]))
+    without = _share_rank(r[:-1], mean[:-1], share) if len(r) >= 3 and mean[-2] > mean[0] else None
+    return RobustElbow(_share_rank(r, mean, share), per_seed, share, acc.shape[1], int(r[0]), int(r[-1]),
+                       float(mean[-1] - mean[0]), gain_noise(acc, n_test), without)

@@ -212,10 +212,14 @@ def main(argv=None) -> int:
         return f"{100 * d.mean:+.2f} ({ci})"
 
     def robust_text(rs: list[int], elbow: np.ndarray) -> str:
-        """The robust elbow (``elbow.robust_elbow``): the smallest rank with 90 % of the gain, bootstrap interval."""
-        e = at.robust_elbow(rs, elbow)
-        interval = f"[{e.low:g}, {e.high:g}]" if e.n_seeds > 1 else "no interval (one seed)"
-        return f"r = {e.rank}{' (the largest rank: no elbow in the grid)' if e.rank == e.max_rank else ''} {interval}"
+        """The robust elbow (``elbow.robust_elbow``): the smallest rank with 90 % of the gain, per-seed elbows, the
+        elbow without the largest rank, or why there is none (no gain beyond the noise)."""
+        e = at.robust_elbow(rs, elbow)  # noise from the seeds
+        if not e.rises:
+            return f"none: {100 * e.gain:+.1f} points within the noise ±{100 * e.noise:.1f}"
+        seeds = f"per-seed {', '.join(map(str, e.per_seed))}" if e.n_seeds > 1 else "one seed"
+        return (f"r = {e.rank}{' (the largest rank: no elbow in the grid)' if e.rank == e.max_rank else ''} ({seeds}; "
+                f"r = {e.without_largest} without r = {e.max_rank})")
 
     def default_target_bars(r: dict, elbow: np.ndarray, d0: str, how: str) -> list[tuple]:
         return [
@@ -293,7 +297,8 @@ def main(argv=None) -> int:
     lines += [f"| {r} | " + " | ".join(f"{100 * a[i].mean():.1f} ± {100 * a[i].std():.1f}" for a in elbows.values()) + " |"
               for i, r in enumerate(ranks)]
     lines += ["", "Robust elbow (the smallest rank reaching 90 % of the gain from r = 1 to r = 64, on the mean over seeds; "
-              "bootstrap 95 % interval over seeds): " + "; ".join(f"{ds} {robust_text(ranks, a)}" for ds, a in elbows.items()) + "."]
+              "per-seed elbows, and the elbow with the largest rank left out): "
+              + "; ".join(f"{ds} {robust_text(ranks, a)}" for ds, a in elbows.items()) + "."]
     for ds, a in elbows.items():
         lines += ["", fitted(a, ds)]
     lines += ["", f"![elbow]({args.backbone}_elbow.png)"]

@@ -111,8 +111,10 @@ results = at.course.experiments.run_elbow(BASE, RANKS, SEEDS, OUT)
 # %% [markdown]
 # The fitted curve `acc(r) = a − b · r^(−c)` shows the shape; its ceiling `a` is an extrapolation beyond
 # the grid. **Summary of the elbow:** the smallest swept rank whose mean accuracy reaches 90 % of the gain
-# from the smallest to the largest rank (`at.robust_elbow`), with a bootstrap interval over seeds. It uses
-# the whole curve's gain rather than one comparison with the last grid point, whose own noise would decide.
+# from the smallest to the largest rank (`at.robust_elbow`). It uses the whole curve's gain rather than one
+# comparison with the last grid point, whose own noise would decide, and it says what can undo it: it names no elbow
+# when the gain is within its noise (two standard errors over seeds and the test images), it gives each seed's own
+# elbow (three seeds are too few for a 95 % interval), and the elbow with the largest rank left out.
 
 # %%
 fig = at.course.plots.elbow_figure(results, title=f"{BASE.dataset}: {BASE.n_train or 'all'} training images, {BASE.recipe.epochs} epochs")
@@ -122,7 +124,8 @@ ranks, acc = at.course.experiments.by_rank(results)
 fit = at.fit_elbow(ranks, acc)
 table = pd.DataFrame({"rank r": ranks, "test accuracy %": 100 * acc.mean(1), "fitted %": 100 * fit(ranks)})
 display(table.style.format({"test accuracy %": "{:.1f}", "fitted %": "{:.1f}"}).hide(axis="index"))
-elbow = at.robust_elbow(ranks, acc)
+N_TEST = len(at.load_dataset(BASE.dataset).test)  # test images: their binomial noise is part of the elbow's noise
+elbow = at.robust_elbow(ranks, acc, n_test=N_TEST)
 
 
 def ceiling(f) -> str:
@@ -159,7 +162,7 @@ if full_runs:
     ax.legend()
     plt.show()
     full_ranks, full_acc = at.course.experiments.by_rank(full_runs)
-    display(Markdown(f"* this notebook: {elbow.sentence()}\n* full recipe: {at.robust_elbow(full_ranks, full_acc).sentence()}"))
+    display(Markdown(f"* this notebook: {elbow.sentence()}\n* full recipe: {at.robust_elbow(full_ranks, full_acc, n_test=N_TEST).sentence()}"))
 else:
     print("No full-recipe sweep ships for this profile (it ships for the kit profile): set ADAPTERTUNE_PROFILE=kit to see it.")
 
@@ -192,12 +195,15 @@ ax.legend()
 plt.show()
 
 small_ranks, small_acc = at.course.experiments.by_rank(small_results)
-small_elbow = at.robust_elbow(small_ranks, small_acc)
+small_elbow = at.robust_elbow(small_ranks, small_acc, n_test=N_TEST)
 as_expected = small_elbow.rank <= elbow.rank
+flat = not (elbow.rises and small_elbow.rises)  # a curve within its noise has no elbow to compare
 neither = elbow.rank == elbow.max_rank and small_elbow.rank == small_elbow.max_rank  # no bend within the grid in either
 display(Markdown(
     f"* {BASE.n_train or n_images} images: {elbow.sentence()}\n* {SMALL.n_train} images: {small_elbow.sentence()}\n\n"
-    + (f"Neither curve bends within the grid at this budget (both reach 90 % of their gain only at r = {elbow.max_rank}), so "
+    + ("At least one of the two curves does not rise beyond its noise, so there is no pair of elbows to compare."
+       if flat else
+       f"Neither curve bends within the grid at this budget (both reach 90 % of their gain only at r = {elbow.max_rank}), so "
        "these runs cannot place the smaller set's elbow against the larger set's; the full run (every rank, three seeds) can."
        if neither else
        f"As expected, the smaller set's elbow is at the same or a smaller rank (r = {small_elbow.rank} against r = {elbow.rank})."
@@ -205,7 +211,7 @@ display(Markdown(
        f"Not as expected: the smaller set's elbow is at a larger rank (r = {small_elbow.rank} against r = {elbow.rank}). "
        "With one seed, or intervals that overlap, this is within noise; with several seeds and separate intervals, "
        "something other than estimation error (optimisation, the step-size coupling above) moves it.")
-    + (" The intervals overlap: the seeds cannot tell the two elbows apart." if elbow.n_seeds > 1 and
+    + (" The seeds' own elbows overlap: the seeds cannot tell the two elbows apart." if not flat and elbow.n_seeds > 1 and
        not (small_elbow.high < elbow.low or elbow.high < small_elbow.low) else "")))
 
 # %% [markdown]
@@ -223,8 +229,9 @@ explorer.widget
 # ## What to take away
 #
 # * Rank is a budget: parameters grow linearly in `r`, accuracy with diminishing returns.
-# * A stated rule with an interval (here: the first rank with 90 % of the gain) turns "the elbow"
-#   into a number you can compare across datasets, training-set sizes and placements; one grid point cannot.
+# * A stated rule with its noise (here: the first rank with 90 % of the gain, none when the gain is within its
+#   noise) turns "the elbow" into a number you can compare across datasets, training-set sizes and placements; one
+#   grid point cannot. Read it with the seeds' own elbows and the elbow without the largest rank beside it.
 # * A short-training elbow is partly a statement about step size: compare it with the full recipe before
 #   reading it as capacity.
 # * Rank sweeps from different methods are comparable only under the same scale convention.

@@ -71,11 +71,12 @@ display(Markdown(f"{source}  \nTarget **{base.dataset}**, {base.n_train or 'all'
 # ## 2 · What rank buys
 #
 # Accuracy against rank, with the elbow: the smallest rank that reaches 90 % of the gain from the smallest to
-# the largest rank, with its interval over seeds. The sentence above the figure is computed from these runs.
+# the largest rank, with each seed's own elbow. The sentence above the figure is computed from these runs.
 
 # %%
 ranks, acc = at.course.experiments.by_rank(results)  # acc: (n_ranks, n_seeds) test accuracies
-elbow = at.robust_elbow(ranks, acc)
+N_TEST = len(at.load_dataset(base.dataset).test)  # test images: their noise is part of the elbow's
+elbow = at.robust_elbow(ranks, acc, n_test=N_TEST)
 display(Markdown(f"### {elbow.sentence()}\n{at.course.widgets.budget_caption(results)}"))
 full_params = at.count_parameters(at.load_backbone(base.backbone, num_classes=10, pretrained=False)).total  # what full FT trains
 title = f"AdapterTune on {base.dataset}: accuracy vs rank"
@@ -103,7 +104,7 @@ demo.widget
 full_runs = at.course.experiments.full_recipe_elbow(ranks) if P.name == "kit" else []
 if full_runs:
     full_ranks, full_acc = at.course.experiments.by_rank(full_runs)
-    full_elbow = at.robust_elbow(full_ranks, full_acc)
+    full_elbow = at.robust_elbow(full_ranks, full_acc, n_test=N_TEST)
     display(Markdown(f"* **this demo** ({base.recipe.epochs} epochs, {base.n_train or 'all'} images): {elbow.sentence()}\n"
                      f"* **full recipe** ({full_runs[0]['config']['epochs']} epochs, all images): {full_elbow.sentence()}\n\n"
                      f"Accuracy at r = {ranks[0]} → r = {ranks[-1]}: this demo {100 * acc.mean(1)[0]:.1f} → {100 * acc.mean(1)[-1]:.1f} %, "

@@ -247,17 +247,37 @@ def test_the_robust_elbow_is_the_first_rank_with_most_of_the_gain_not_the_last_g
     ranks = [1, 2, 4, 8, 16, 32, 64]
     curve = np.array([0.60, 0.70, 0.78, 0.84, 0.88, 0.89, 0.90])  # gain 0.30; 90 % of it = 0.87, first reached at r = 16
     e = at.robust_elbow(ranks, curve[:, None] + np.array([0.0, 0.002, -0.002]))  # three seeds, tiny noise
-    assert (e.rank, e.n_seeds, e.max_rank) == (16, 3, 64) and e.low <= 16 <= e.high
-    assert "r = 16" in e.sentence() and "3 seeds" in e.sentence()
-    one = at.robust_elbow(ranks, curve)
-    assert one.rank == 16 and np.isnan(one.low) and "one seed: no interval" in one.sentence()
+    assert (e.rank, e.n_seeds, e.max_rank, e.per_seed) == (16, 3, 64, (16, 16, 16)) and e.rises
+    assert "r = 16" in e.sentence() and "per-seed elbows r = 16, 16, 16" in e.sentence() and "95 %" not in e.sentence()
+    one = at.robust_elbow(ranks, curve, n_test=1000)
+    assert one.rank == 16 and np.isnan(one.low) and "one seed" in one.sentence() and one.noise is not None
 
 
-def test_the_robust_elbow_interval_widens_when_the_seeds_disagree_and_says_when_there_is_no_elbow():
+def test_the_robust_elbow_names_no_elbow_for_a_falling_or_a_flat_curve():
+    """A curve going 66.7 -> 33.3 % used to print 'reached at r = 1' (then 'As expected')."""
+    ranks = [1, 2, 4, 8]
+    falling = at.robust_elbow(ranks, np.array([0.667, 0.55, 0.45, 0.333]), n_test=300)
+    assert not falling.rises and falling.sentence().startswith("No gain to summarise")
+    flat = np.array([[0.850, 0.845], [0.852, 0.85], [0.855, 0.848], [0.856, 0.851]])  # +0.6 points; 1,000 test images
+    assert not at.robust_elbow(ranks, flat, n_test=1000).rises  # binomial noise alone is about ±2.2 points
+    assert at.robust_elbow(ranks, flat).rises  # without the test set's noise the seeds alone would call it a gain
+
+
+def test_the_robust_elbow_says_when_it_moves_with_the_largest_rank():
+    """Moving r = 64 by half a point (inside its seed spread) moved the full-recipe elbow from 8 to 32."""
+    ranks = [1, 2, 4, 8, 16, 32, 64]
+    curve = np.array([0.923, 0.930, 0.936, 0.941, 0.943, 0.945, 0.952])
+    e = at.robust_elbow(ranks, curve[:, None] + np.array([0.0, 0.004, -0.004]))
+    assert e.without_largest is not None and e.without_largest != e.rank and "depends on that endpoint" in e.sentence()
+    steady = at.robust_elbow(ranks, np.array([0.60, 0.70, 0.78, 0.84, 0.88, 0.89, 0.90]))
+    assert "depends" not in steady.sentence()
+
+
+def test_the_per_seed_elbows_show_when_the_seeds_disagree_and_a_late_gain_has_no_elbow():
     ranks = [1, 2, 4, 8]
     noisy = np.array([[0.5, 0.5, 0.5], [0.6, 0.6, 0.6], [0.95, 0.6, 0.95], [0.95, 0.95, 0.95]])  # the seeds disagree at r = 4
     e = at.robust_elbow(ranks, noisy)
-    assert e.low < e.high
+    assert e.per_seed == (4, 8, 4) and (e.low, e.high) == (4, 8)
     straight = at.robust_elbow(ranks, np.array([0.1, 0.2, 0.3, 0.9]))  # all the gain at the last rank
     assert straight.rank == 8 and "no elbow within the grid" in straight.sentence()
     with pytest.raises(ValueError, match="share"):

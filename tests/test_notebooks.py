@@ -40,7 +40,7 @@ EXPECTED = {
                             "head-only on left_digit: validation",
                             "Memory per training step", "activations"],
     "05_rank_elbow": ["% of full fine-tuning", "of the gain from the smallest to the largest rank is reached ",
-                      "full recipe: 90 % of the gain", "3 seeds", "one seed: no interval", "smaller set's elbow"],
+                      "full recipe: ", "3 seeds", "one seed: no interval", "smaller set's elbow"],
     "06_placement": ["− post_block on all:", "faster** with", "blocks.5.attn.adapter"],
     "07_paper_setting": ["kit profile", "running the kit-scale equivalent", "estimated minutes", "each method keeps its learning rate",
                          "head-only: validation accuracy",

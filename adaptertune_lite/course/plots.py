@@ -39,7 +39,7 @@ def plot_elbow(
         accuracies: ``(len(ranks), n_seeds)`` accuracies in [0, 1].
         references: horizontal lines, e.g. ``{"head-only": 0.71, "full fine-tuning": 0.93}``.
         fit: an :class:`~adaptertune_lite.elbow.ElbowFit`: draws the fitted curve.
-        elbow: a :class:`~adaptertune_lite.elbow.RobustElbow`: marks it, with its interval over seeds.
+        elbow: a :class:`~adaptertune_lite.elbow.RobustElbow`: marks it, with the range of the per-seed elbows.
     """
     ax = ax or plt.gca()
     acc = 100 * np.asarray(accuracies, dtype=float).reshape(len(ranks), -1)
@@ -49,9 +49,12 @@ def plot_elbow(
         dense = np.geomspace(min(ranks), max(ranks), 100)
         ax.plot(dense, 100 * fit(dense), color="C0", alpha=0.5, lw=2,
                 label="fitted curve (a power law in r that levels off)")
-    if elbow is not None and elbow.rank < elbow.max_rank:
-        if elbow.n_seeds > 1 and elbow.low < elbow.high:
-            ax.axvspan(elbow.low, elbow.high, color="C3", alpha=0.1, label=f"its 95 % interval over {elbow.n_seeds} seeds")
+    if elbow is not None and not elbow.rises:
+        ax.plot([], [], " ", label="no gain beyond the noise: no elbow to name")
+    elif elbow is not None and elbow.rank < elbow.max_rank:
+        if elbow.n_seeds > 1:  # the span of the seeds' own elbows (a single line where they agree)
+            ax.axvspan(elbow.low, elbow.high, color="C3", alpha=0.1, label=f"the {elbow.n_seeds} seeds' own elbows: r = "
+                       + (f"{elbow.low:g}" if elbow.low == elbow.high else f"{elbow.low:g} to {elbow.high:g}"))
         ax.axvline(elbow.rank, color="C3", ls=":", lw=2, label=f"elbow r={elbow.rank}: {100 * elbow.share:.0f} % of the gain")
     elif elbow is not None:
         ax.plot([], [], " ", label=f"no elbow up to r={elbow.max_rank}: the gain comes at the largest rank")
