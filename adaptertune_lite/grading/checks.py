@@ -494,14 +494,15 @@ def _elbow_named(ranks: list[int], acc: torch.Tensor, share: float) -> dict[str,
 
 def _elbow_case(c: Checker, seeds: int, share: float) -> torch.Tensor:
     """A rank curve (``(len(RANKS), seeds)``) on which every mistake that can show with ``seeds`` seeds and this
-    ``share`` gives another answer than the rule."""
+    ``share`` gives another answer than the rule, and than each other."""
     required = [OF_TOP, ONE_POINT] + ([SEED_0] if seeds > 1 else []) + ([FIXED] if share != 0.9 else [])
     for _ in range(10_000):
         a, b, k = 0.8 + 0.15 * c.uniform(0, 1), c.uniform(0.2, 0.5), c.uniform(0.3, 1.3)
         mean = torch.tensor([a - b * r ** (-k) for r in RANKS], dtype=torch.float64)
         acc = (mean[:, None] + 0.02 * c.randn(len(RANKS), seeds).double()).clamp(0, 1)
         want, wrong = _share_elbow(RANKS, acc, share), _elbow_mistakes(RANKS, acc, share)
-        if all(wrong[k] != want for k in required):
+        answers = [want] + [wrong[k] for k in required]
+        if len(set(answers)) == len(answers):  # each mistake gives an answer of its own: the hint can name it
             return acc
     raise RuntimeError("ex05.elbow: no separating rank curve found; fix the check")
 
@@ -560,7 +561,8 @@ def _config_keys(ranks: list, seeds: list, method: str = "adapter_tune", fast: b
 
 @task("ex05.configs", points=1, needs=("rank_sweep_configs",), title="A rank sweep as engine configs")
 def _ex05_configs(c: Checker, rank_sweep_configs) -> None:
-    ranks, seeds = sorted({2 ** c.randint(0, 7) for _ in range(3)}), [0, c.randint(1, 9)]
+    # seeds without 0 (RunConfig's default), so "the seeds left out" and "the first seed only" differ
+    ranks, seeds = sorted({2 ** c.randint(0, 7) for _ in range(3)}), [c.randint(1, 5), c.randint(5, 10)]
     want = _config_keys(ranks, seeds)
     got = rank_sweep_configs.probe("ex05.configs", ranks, seeds)
     if not isinstance(got, list):
