@@ -40,9 +40,9 @@ import torch
 from scipy import stats
 
 import adaptertune_lite as at
-from adaptertune_lite.grading import check
+from adaptertune_lite.grading import check, demo
 
-print({k: at.versions()[k] for k in ("torch", "timm", "adaptertune_lite")}, "|", at.describe_device())
+print(", ".join(f"{k} {at.versions()[k]}" for k in ("torch", "timm", "adaptertune_lite")), "|", at.describe_device())
 
 
 # %% [markdown]
@@ -90,7 +90,7 @@ check("ex07.verify", merge_error)
 torch.manual_seed(0)
 backbone = at.load_backbone("kit_vit_tiny", num_classes=10)
 layer = at.LoRALinear(copy.deepcopy(backbone.blocks[0].mlp.fc1), rank=4, alpha=8)  # s = α / r = 2
-with torch.no_grad():
+with torch.no_grad(), demo("merged_weight", "merge_error"):
     layer.lora_B.normal_(std=0.05)  # "trained"
     W, b, A, B = (t.detach() for t in (layer.base.weight, layer.base.bias, layer.lora_A, layer.lora_B))
     x = torch.randn(256, W.shape[1])  # 256 token vectors
@@ -124,5 +124,6 @@ check("ex07.decide", decide)
 lora = [0.842, 0.835, 0.851]  # LoRA r = 2, seeds 0, 1, 2 (test accuracy)
 adapter = [0.790, 0.785, 0.793]  # AdapterTune r = 16, the same seeds
 bitfit = [0.801, 0.742, 0.866]  # BitFit, the same seeds
-print("LoRA vs AdapterTune:", decide(lora, adapter))
-print("AdapterTune vs BitFit:", decide(adapter, bitfit))
+with demo("decide"):
+    print("LoRA vs AdapterTune:", decide(lora, adapter))
+    print("AdapterTune vs BitFit:", decide(adapter, bitfit))

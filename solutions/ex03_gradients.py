@@ -38,9 +38,9 @@ import torch
 from torch import nn
 
 import adaptertune_lite as at
-from adaptertune_lite.grading import check
+from adaptertune_lite.grading import check, demo
 
-print({k: at.versions()[k] for k in ("torch", "timm", "adaptertune_lite")}, "|", at.describe_device())
+print(", ".join(f"{k} {at.versions()[k]}" for k in ("torch", "timm", "adaptertune_lite")), "|", at.describe_device())
 
 
 # %% [markdown]
@@ -98,9 +98,10 @@ check("ex03.init", adaptertune_init_)
 # Your gradients, first with your initialisation, then with `W_down` zeroed as well.
 
 # %%
-adapter = at.Adapter(32, 4)  # d=32, r=4
-adaptertune_init_(adapter)
-h, g = torch.randn(16, 32), torch.randn(16, 32)  # a batch and an upstream gradient
-for name, W_down in (("Xavier W_down", adapter.down.weight), ("zero W_down", torch.zeros_like(adapter.down.weight))):
-    grads = adapter_grads(W_down.detach(), adapter.down.bias.detach(), adapter.up.weight.detach(), adapter.up.bias.detach(), h, g)
-    print(f"{name:>13}: |dL/dW_up| = {grads['W_up'].norm():.3g}, |dL/dW_down| = {grads['W_down'].norm():.3g}")
+with demo("adaptertune_init_", "adapter_grads"):
+    adapter = at.Adapter(32, 4)  # d=32, r=4
+    adaptertune_init_(adapter)
+    h, g = torch.randn(16, 32), torch.randn(16, 32)  # a batch and an upstream gradient
+    for name, W_down in (("Xavier W_down", adapter.down.weight), ("zero W_down", torch.zeros_like(adapter.down.weight))):
+        grads = adapter_grads(W_down.detach(), adapter.down.bias.detach(), adapter.up.weight.detach(), adapter.up.bias.detach(), h, g)
+        print(f"{name:>13}: |dL/dW_up| = {grads['W_up'].norm():.3g}, |dL/dW_down| = {grads['W_down'].norm():.3g}")

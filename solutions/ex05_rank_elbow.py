@@ -37,9 +37,9 @@ import numpy as np
 
 import adaptertune_lite as at
 from adaptertune_lite.course.experiments import RunConfig, grid, runs_root, sweep
-from adaptertune_lite.grading import check, grading_mode
+from adaptertune_lite.grading import check, demo, grading_mode
 
-print({k: at.versions()[k] for k in ("torch", "timm", "adaptertune_lite")}, "|", at.describe_device())
+print(", ".join(f"{k} {at.versions()[k]}" for k in ("torch", "timm", "adaptertune_lite")), "|", at.describe_device())
 
 
 # %% [markdown]
@@ -64,15 +64,19 @@ check("ex05.configs", rank_sweep_configs)
 # %% [markdown]
 # ## Task 2 · the elbow, by a stated rule (2 points)
 #
-# "Where the curve flattens" must be a rule, or two people find two elbows. The course's rule:
-# average the seeds, then the elbow is the **smallest swept rank `r` with
-# `acc(largest rank) − acc(r) < threshold`**: every rank beyond it buys less than `threshold`.
+# "Where the curve flattens" must be a rule, or two people find two elbows. The course's rule, the one
+# notebook 05 summarises its curves with (`at.robust_elbow`): average the seeds, then the elbow is the
+# **smallest swept rank whose mean accuracy reaches `share` of the gain from the smallest to the largest
+# swept rank**, i.e. `acc(r) ≥ acc(r_min) + share · (acc(r_max) − acc(r_min))`. With `share = 0.9`: the
+# first rank with 90 % of the gain. It uses the whole curve's gain, not one comparison with the last grid
+# point, whose own noise would decide.
 
 # %%
-def elbow_rank(ranks: list[int], accuracies, threshold: float = 0.01) -> int:
+def elbow_rank(ranks: list[int], accuracies, share: float = 0.9) -> int:
     """The elbow of ``accuracies`` (``(n_ranks,)`` or ``(n_ranks, n_seeds)``, in [0, 1]) by the rule above."""
     mean = np.asarray(accuracies, dtype=float).reshape(len(ranks), -1).mean(1)
-    return next(r for r, acc in zip(ranks, mean) if mean[-1] - acc < threshold)
+    target = mean[0] + share * (mean[-1] - mean[0])
+    return next(r for r, acc in zip(ranks, mean) if acc >= target)
 
 
 # %%
@@ -95,7 +99,10 @@ def lora_scaling(alpha: float, r: int) -> float:
 
 # %%
 check("ex05.lora_scale", lora_scaling)
-print("LoRA α=16 at r = 1, 4, 16, 64:", [lora_scaling(16, r) for r in (1, 4, 16, 64)], "| AdapterTune: 1.0 at every r")
+
+# %%
+with demo("lora_scaling"):
+    print("LoRA α=16 at r = 1, 4, 16, 64:", [lora_scaling(16, r) for r in (1, 4, 16, 64)], "| AdapterTune: 1.0 at every r")
 
 # %% [markdown]
 # ## Your sweep, your elbow
@@ -105,8 +112,9 @@ print("LoRA α=16 at r = 1, 4, 16, 64:", [lora_scaling(16, r) for r in (1, 4, 16
 
 # %%
 if not grading_mode():
-    ranks = [1, 4, 64]  # three ranks spread over the grid (notebook 05 ran them in FAST mode: they load instantly)
-    results = sweep(rank_sweep_configs(ranks, [0]), runs_root(), progress=False)
-    accuracy = [r["val_acc"] for r in results]
-    print("validation accuracy:", {r: f"{100 * a:.1f} %" for r, a in zip(ranks, accuracy)})
-    print("your elbow (threshold 2 points):", elbow_rank(ranks, accuracy, 0.02))
+    with demo("rank_sweep_configs", "elbow_rank"):
+        ranks = [1, 4, 64]  # three ranks spread over the grid (notebook 05 ran them in FAST mode: they load instantly)
+        results = sweep(rank_sweep_configs(ranks, [0]), runs_root(), progress=False)
+        accuracy = [r["val_acc"] for r in results]
+        print("validation accuracy:", {r: f"{100 * a:.1f} %" for r, a in zip(ranks, accuracy)})
+        print("your elbow (90 % of the gain):", elbow_rank(ranks, accuracy, 0.9))

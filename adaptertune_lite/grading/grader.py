@@ -62,6 +62,7 @@ from .tasks import (
     tasks_of,
     to_plain,
 )
+from .worker import CPU_RULE, cpu_seconds  # noqa: F401  (CPU_RULE: what a --cpu-s help text says)
 
 COLUMNS = ("student", "notebook", "task", "points", "max", "status", "reason", "sandbox", "file")
 GRACE_S = 15.0  # on top of --timeout: process start-up, imports, bubblewrap
@@ -78,7 +79,7 @@ REFERENCES = {
     "ex01.adapter": {"Adapter", "add_adapters"}, "ex01.param_count": {"num_adapter_params", "count_parameters"},
     "ex01.freeze": {"set_trainable"}, "ex02.post_mlp": {"add_adapters", "residual_hook"},
     "ex03.init": {"Adapter", "add_adapters"}, "ex04.cka": {"linear_cka", "block_cka"},
-    "ex04.cls_cka": {"linear_cka", "block_cka", "block_outputs"}, "ex05.elbow": {"fit_elbow"},
+    "ex04.cls_cka": {"linear_cka", "block_cka", "block_outputs"}, "ex05.elbow": {"fit_elbow", "robust_elbow"},
     "ex06.count": {"count_parameters", "add_adapters"}, "ex06.best_rank": {"count_parameters", "add_adapters"},
     "ex07.merge": {"merge_lora", "delta_weight"}, "ex07.verify": {"merge_lora", "delta_weight"},
     "ex07.decide": {"paired_difference"},
@@ -88,11 +89,23 @@ REFERENCES = {
 @dataclass
 class Limits:
     """Caps per submission: memory (heap and anonymous mappings, MB), processes + threads (in the sandbox
-    only), CPU seconds (default: ``--timeout`` × threads + 10)."""
+    only), CPU seconds (``None``: the default rule, :func:`.worker.cpu_seconds`)."""
 
     memory_mb: int = 4096
     max_procs: int = 64
     cpu_s: int | None = None
+
+    def cpu_for(self, timeout: float, threads: int) -> int:
+        """The CPU seconds a submission gets: ``cpu_s``, or the worker's own default rule."""
+        return self.cpu_s or cpu_seconds(timeout, threads)
+
+
+@dataclass(frozen=True)
+class Review:
+    """A note for the lecturer's review; ``task``: the task it flags in the CSV (None: the whole submission)."""
+
+    note: str
+    task: str | None = None
 
 
 @dataclass
@@ -111,7 +124,7 @@ class Outcome:
     grades: list[Grade]
     sandbox: str
     cell_errors: list[str] = field(default_factory=list)
-    review: list[str] = field(default_factory=list)  # for the lecturer: forged lines, the kit's reference, ...
+    review: list[Review] = field(default_factory=list)  # for the lecturer: forged lines, the kit's reference, ...
 
 
 def exercises() -> set[str]:
@@ -165,7 +178,10 @@ def load_tests(sources: dict[str, str]) -> list[str]:
     for name, text in sources.items():
         module = types.ModuleType(f"adaptertune_hidden_tests.{Path(name).stem}")
         module.__file__ = name
-        exec(compile(text, f"<hidden test {name}>", "exec"), module.__dict__)
+        try:
+            exec(compile(text, f"<hidden test {name}>", "exec"), module.__dict__)
+        except ValueError as err:  # e.g. an id that is a course task's
+            raise ValueError(f"hidden test {name}: {err}") from None
     return list(sources)
 
 
@@ -427,7 +443,7 @@ def grade_submission(sub: Submission, timeout: float, sandboxed: bool, threads: 
             for path in (workdir, notebook, workdir / "tmp"):
                 os.chown(path, uid, uid)
         read_end, write_end = os.pipe()
-        cpu_s = limits.cpu_s or int(timeout * max(threads, 1)) + 10
+        cpu_s = limits.cpu_for(timeout, threads)
         cmd = [sys.executable, "-m", "adaptertune_lite.grading.worker", str(notebook), "--timeout", str(timeout),
                "--report-fd", str(write_end), "--memory-mb", str(limits.memory_mb), "--cpu-s", str(cpu_s)]
         if sandboxed:
@@ -470,8 +486,8 @@ def grade_submission(sub: Submission, timeout: float, sandboxed: bool, threads: 
         if left:
             outcome.cell_errors.append(f"{left} process(es) it started were still running at the end and were killed")
         if channel.unexpected:
-            outcome.review.append(f"the report channel carried {channel.unexpected} line(s) the grader did not ask "
-                                  "for (written by the notebook's code?); they were ignored")
+            outcome.review.append(Review(f"the report channel carried {channel.unexpected} line(s) the grader did not "
+                                         "ask for (written by the notebook's code?); they were ignored"))
         outcome.review += reference_use(notebook_sources(sub.path), tasks)
         return outcome
     finally:
@@ -498,7 +514,7 @@ def notebook_sources(path: Path) -> list[str]:
         return []
 
 
-def reference_use(sources: list[str], tasks: list[Task]) -> list[str]:
+def reference_use(sources: list[str], tasks: list[Task]) -> list[Review]:
     """Review notes: graded functions or classes whose code calls the kit's reference implementation of
     their task (by attribute, ``drift.linear_cka``, or imported from ``adaptertune_lite``). Static and
     best effort: code that hides the call (``getattr``, ``importlib``, ``exec``) is not found."""
@@ -528,8 +544,8 @@ def reference_use(sources: list[str], tasks: list[Task]) -> list[str]:
             used = {n.attr for n in found if isinstance(n, ast.Attribute) and n.attr in refs}
             used |= {n.id for n in found if isinstance(n, ast.Name) and n.id in refs & imported}
             if used:
-                notes.append(f"{t.id}: `{name}` uses the kit's reference implementation ({', '.join(sorted(used))}): "
-                             "check that the answer is the student's own")
+                notes.append(Review(f"{t.id}: `{name}` uses the kit's reference implementation "
+                                    f"({', '.join(sorted(used))}): check that the answer is the student's own", t.id))
     return notes
 
 
@@ -554,7 +570,7 @@ def rows(outcome: Outcome) -> list[dict]:
                   "reason": "no exNN in the file name and no exercise's checks in it: rename it as the exercise "
                             "(e.g. ex01_adapter.ipynb)"}]
     else:
-        flagged = {note.split(":")[0] for note in outcome.review}
+        flagged = {r.task for r in outcome.review if r.task}
         table = [{**base, "task": g.task, "points": f"{g.points:g}", "max": f"{g.max_points:g}", "status": g.status,
                   "reason": g.reason + (" [review: the kit's reference implementation]" if g.task in flagged else "")}
                  for g in outcome.grades]
@@ -584,7 +600,7 @@ def feedback(student: str, outcomes: list[Outcome]) -> str:
             lines += ["Cells that raised when the grader ran your notebook:", ""] + \
                 [f"- {_text(_cell(e, 300))}" for e in o.cell_errors] + [""]
         if o.review:
-            lines += ["For the lecturer's review:", ""] + [f"- {_text(n)}" for n in o.review] + [""]
+            lines += ["For the lecturer's review:", ""] + [f"- {_text(r.note)}" for r in o.review] + [""]
     return "\n".join(lines)
 
 
@@ -615,18 +631,16 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike, tests: str | o
     """
     if sandbox not in ("auto", "bwrap", "none"):
         raise ValueError(f"sandbox must be 'auto', 'bwrap' or 'none', not {sandbox!r}.")
-    hidden: list[str] = []
-    if tests is not None:
-        if not Path(tests).is_dir():
-            raise FileNotFoundError(f"--tests {tests}: not a folder of hidden-test .py files.")
-        before = set(TASKS)
-        load_tests({p.name: p.read_text() for p in sorted(Path(tests).glob("*.py"))})
-        hidden = sorted(set(TASKS) - before)
+    if tests is not None and not Path(tests).is_dir():
+        raise FileNotFoundError(f"--tests {tests}: not a folder of hidden-test .py files.")
+    course = dict(TASKS)
     try:
+        if tests is not None:  # a hidden test whose id is a course task's raises ValueError: it never replaces one
+            load_tests({p.name: p.read_text() for p in sorted(Path(tests).glob("*.py"))})
         return _grade(submissions, out, timeout, jobs, sandbox, feedback_dir, progress, limits or Limits())
-    finally:
-        for task_id in hidden:  # hidden tests stay out of whatever this process does next
-            TASKS.pop(task_id, None)
+    finally:  # hidden tests stay out of whatever this process does next, even if one failed to load
+        TASKS.clear()
+        TASKS.update(course)
 
 
 def _grade(submissions, out, timeout: float, jobs: int | None, sandbox: str, feedback_dir, progress: bool,

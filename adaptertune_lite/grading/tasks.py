@@ -18,6 +18,7 @@ dicts, tensors): that is the *probe*; everything else in the check is the *verdi
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import numbers
@@ -59,6 +60,7 @@ class Grade:
     status: str
     reason: str
     parts: list[Part] = field(default_factory=list)
+    printed: bool = field(default=False, repr=False, compare=False)  # check() printed it: Jupyter need not show it
 
     def report(self) -> str:
         """Readable PASS/FAIL lines with the hints (what a student sees under their cell)."""
@@ -74,8 +76,8 @@ class Grade:
 
     def _ipython_display_(self) -> None:
         """In Jupyter a Grade shows as its report, and not twice when ``check(...)`` just printed it."""
-        if getattr(self, "_printed", False):
-            self._printed = False
+        if self.printed:
+            self.printed = False
             return
         print(self.report())
 
@@ -247,6 +249,30 @@ def local_runner(objects: dict[str, Any]) -> Runner:
     return run
 
 
+Mistakes = dict[str, Any]  # what a known mistake is (said to the student) -> the answer it gives on the check's inputs
+
+
+def _near(got: Any, predicted: Any, atol: float) -> bool:
+    try:
+        p = torch.as_tensor(predicted).detach().double()
+    except Exception:  # noqa: BLE001  (a prediction that is not numeric: no match)
+        return False
+    return p.shape == got.shape and (not p.numel() or float((got - p).abs().max()) <= atol)
+
+
+def _equal(got: Any, want: Any) -> bool:
+    """``got == want`` for plain data; False where the comparison is not a plain bool (tensors)."""
+    try:
+        return bool(got == want) if not isinstance(got, torch.Tensor) else False
+    except Exception:  # noqa: BLE001  (e.g. a list holding tensors)
+        return False
+
+
+def named_mistake(got: Any, mistakes: Mistakes | None, same: Callable[[Any, Any], bool]) -> str:
+    """The first known mistake whose answer ``got`` matches ("" if none): the hint then says what it is."""
+    return next((what for what, predicted in (mistakes or {}).items() if same(got, predicted)), "")
+
+
 class Checker:
     """Handed to a check function; records each scored part. Inputs come from a fresh seed each run."""
 
@@ -260,8 +286,10 @@ class Checker:
         self.parts.append(Part(what, points if ok else 0.0, points, "" if ok else hint))
         return ok
 
-    def close(self, what: str, points: float, got, want, atol: float = 1e-5, where: str = "") -> bool:
-        """A part that passes when ``got`` matches ``want`` (tensors or numbers) within ``atol``."""
+    def close(self, what: str, points: float, got, want, atol: float = 1e-5, where: str = "",
+              mistakes: Mistakes | None = None) -> bool:
+        """A part that passes when ``got`` matches ``want`` (tensors or numbers) within ``atol``. ``mistakes``:
+        ``{what the mistake is: the answer it gives}``; a wrong answer that matches one is named in the hint."""
         try:
             got_t, want_t = torch.as_tensor(got).detach().double(), torch.as_tensor(want).detach().double()
         except Exception as err:  # e.g. a string where a number belongs
@@ -271,14 +299,25 @@ class Checker:
                              f"expected shape {tuple(want_t.shape)}, got {tuple(got_t.shape)}. {where}")
         diff = float((got_t - want_t).abs().max()) if got_t.numel() else 0.0
         one = f"expected {float(want_t):.6g}, got {float(got_t):.6g}" if want_t.numel() == 1 else ""
-        shown = one or f"max |difference| {diff:.3g}"
-        return self.part(what, points, diff <= atol, f"{shown} (tolerance {atol:g}). {where}")
+        shown = f"{one or f'max |difference| {diff:.3g}'} (tolerance {atol:g})"
+        named = diff > atol and named_mistake(got_t, mistakes, lambda a, b: _near(a, b, atol))
+        return self.part(what, points, diff <= atol, f"{named}: {shown}." if named else f"{shown}. {where}")
+
+    def equal(self, what: str, points: float, got, want, hint: str, mistakes: Mistakes | None = None) -> bool:
+        """A part that passes when ``got == want`` (plain data: verdicts, ints, lists); a wrong answer that
+        equals one of ``mistakes`` (``{what the mistake is: the answer it gives}``) is named in the hint."""
+        ok = _equal(got, want)
+        named = not ok and named_mistake(got, mistakes, _equal)
+        return self.part(what, points, ok, f"{named}. {hint}" if named else hint)
 
     def randn(self, *shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=self.generator)
 
     def randint(self, low: int, high: int) -> int:
         return int(torch.randint(low, high, (1,), generator=self.generator))
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand(1, generator=self.generator))
 
 
 @dataclass(frozen=True)
@@ -305,6 +344,9 @@ def task(id: str, points: float, needs: tuple[str, ...], title: str) -> Callable
         raise ValueError(f"A task id is 'NOTEBOOK.NAME', e.g. 'ex01.adapter'; got {id!r}.")
 
     def register(fn: Callable) -> Callable:
+        if id in TASKS:
+            raise ValueError(f"A task {id!r} exists already ({TASKS[id].title!r}): a hidden test needs an id of its "
+                             f"own (e.g. '{id.split('.')[0]}.hidden_{id.split('.', 1)[1]}'), it never replaces a course task.")
         TASKS[id] = Task(id, float(points), tuple(needs), fn, title)
         return fn
 
@@ -339,6 +381,21 @@ def run_task(t: Task, *objects: Student) -> Grade:
                  checker.parts)
 
 
+@contextlib.contextmanager
+def demo(*needs: str):
+    """A notebook's demo cell that runs the student's functions: while one of them still raises
+    ``NotImplementedError``, the cell says what to finish and ends quietly, so Run All reaches every check::
+
+        with demo("merged_weight", "merge_error"):
+            print(merge_error(merged_weight(W, A, B, s), W, b, A, B, s, x))
+    """
+    try:
+        yield
+    except NotImplementedError:
+        print(f"(This cell uses {', '.join(needs)}: finish {'them' if len(needs) > 1 else 'it'} above, "
+              "then run this cell again.)")
+
+
 def check(task_id: str, *objects: Any) -> Grade:
     """The inline self-check: ``check("ex01.adapter", Adapter)`` prints PASS/FAIL per part with hints.
 
@@ -353,5 +410,5 @@ def check(task_id: str, *objects: Any) -> Grade:
     runner = local_runner(dict(zip(t.needs, objects)))
     grade = run_task(t, *(Student(n, runner) for n in t.needs))
     print(grade.report())
-    grade._printed = True
+    grade.printed = True
     return grade

@@ -2,7 +2,7 @@
 runs student code, inside the sandbox.
 
     python -m adaptertune_lite.grading.worker NOTEBOOK --timeout 120 --report-fd 3 \\
-        [--memory-mb 4096] [--cpu-s 240] [--max-procs 64]
+        [--memory-mb 4096] [--cpu-s 130] [--max-procs 64]
 
 Nothing this process says is trusted, and it decides no grade: the judge (:mod:`.grader`) sends
 probe requests with inputs it generated after the notebook ran, this process calls the student's
@@ -47,6 +47,7 @@ OUTPUT_LIMIT = 1_000_000  # characters of student output kept; the rest is count
 FILE_LIMIT = 50_000_000  # bytes: the largest file the submission may write
 ANSWER_LIMIT = 15_000_000  # characters of one answer line (the judge drops longer lines)
 MAIN_PID = os.getpid()
+CPU_RULE = "--timeout × threads + 10"  # the default CPU-time cap, as the help texts say it (see cpu_seconds)
 _real_exit = os._exit  # kept before any student code can replace it
 
 
@@ -68,6 +69,18 @@ class CappedOutput(io.TextIOBase):
 
     def writable(self) -> bool:
         return True
+
+
+def cpu_seconds(timeout: float, threads: int = 1) -> int:
+    """The default CPU-time cap of one submission (:data:`CPU_RULE`): its wall-clock budget on each of its
+    threads, plus 10 s for start-up. The one place it is computed: the grader passes it as ``--cpu-s``."""
+    return int(timeout * max(threads, 1)) + 10
+
+
+def _threads() -> int:
+    """The threads the grader gave this process (``OMP_NUM_THREADS``; 1 when unset or unreadable)."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
 def set_limits(memory_mb: int, cpu_s: int, max_procs: int | None) -> None:
@@ -220,7 +233,7 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, required=True)
     parser.add_argument("--report-fd", type=int, required=True)
     parser.add_argument("--memory-mb", type=int, default=4096)
-    parser.add_argument("--cpu-s", type=int, default=None, help="default: twice --timeout")
+    parser.add_argument("--cpu-s", type=int, default=None, help=f"default: {CPU_RULE} (threads: OMP_NUM_THREADS)")
     parser.add_argument("--max-procs", type=int, default=None, help="processes + threads (sandbox only)")
     parser.add_argument("--user", type=int, default=None, help="started as root: run as this user id (no capabilities)")
     args = parser.parse_args(argv)
@@ -231,7 +244,7 @@ def main(argv=None) -> int:
         os.setuid(args.user)  # from root to another user: every capability goes too
         if os.getuid() != args.user or os.geteuid() != args.user:
             raise SystemExit("could not drop to the sandbox user")
-    set_limits(args.memory_mb, args.cpu_s or int(2 * args.timeout) + 10, args.max_procs)
+    set_limits(args.memory_mb, args.cpu_s or cpu_seconds(args.timeout, _threads()), args.max_procs)
     report = os.fdopen(args.report_fd, "w", buffering=1)
     emit = lambda **event: report.write(json.dumps(event) + "\n")  # noqa: E731
     requests = os.fdopen(os.dup(0), "r")  # the judge's probe requests, read only after the notebook ran

@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import adaptertune_lite as at
-from adaptertune_lite.grading import check
+from adaptertune_lite.grading import check, demo
 
-print({k: at.versions()[k] for k in ("torch", "timm", "adaptertune_lite")}, "|", at.describe_device())
+print(", ".join(f"{k} {at.versions()[k]}" for k in ("torch", "timm", "adaptertune_lite")), "|", at.describe_device())
 
 # %% [markdown]
 # ## Task 1 · `Adapter` (4 points)
@@ -54,7 +54,9 @@ print({k: at.versions()[k] for k in ("torch", "timm", "adaptertune_lite")}, "|",
 # Your module returns `A(h)` only (the residual add happens where it is inserted).
 #
 # AdapterTune's initialisation: `W_down` Xavier-uniform, `b_down = 0`, **`W_up = 0`, `b_up = 0`**,
-# so `A(h)` is exactly zero before training. Use `nn.Linear(d, r)` and `nn.Linear(r, d)`.
+# so `A(h)` is exactly zero before training. Use `nn.Linear(d, r)` and `nn.Linear(r, d)`. GELU is the
+# exact one (`F.gelu(x)` or `nn.GELU()`, as timm's ViT uses), not its tanh approximation. The check
+# tests the shape, the initialisation (Xavier included), the parameter count and the forward pass.
 
 # %%
 class Adapter(nn.Module):
@@ -137,5 +139,6 @@ check("ex01.freeze", freeze_for_adapter_tune)
 # trainable part? (`count_parameters` is the kit's own count.)
 
 # %%
-model = at.add_adapters(at.load_backbone("kit_vit_tiny", num_classes=10), rank=16)  # r=16: the paper's default
-print(at.count_parameters(freeze_for_adapter_tune(model)))
+with demo("freeze_for_adapter_tune"):
+    model = at.add_adapters(at.load_backbone("kit_vit_tiny", num_classes=10), rank=16)  # r=16: the paper's default
+    print(at.count_parameters(freeze_for_adapter_tune(model)))

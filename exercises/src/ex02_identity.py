@@ -38,9 +38,9 @@ import torch
 from torch import nn
 
 import adaptertune_lite as at
-from adaptertune_lite.grading import check
+from adaptertune_lite.grading import check, demo
 
-print({k: at.versions()[k] for k in ("torch", "timm", "adaptertune_lite")}, "|", at.describe_device())
+print(", ".join(f"{k} {at.versions()[k]}" for k in ("torch", "timm", "adaptertune_lite")), "|", at.describe_device())
 
 # %% [markdown]
 # ## Task 1 · a post-MLP adapter (3 points)
@@ -95,6 +95,7 @@ check("ex02.identity_gap", max_logit_change)
 # %%
 backbone = at.load_backbone("kit_vit_tiny", num_classes=10)
 x = torch.randn(8, 3, 32, 32)  # 8 random images at the kit's 32 px
-for init in ("zero", "random"):
-    adapted = at.add_adapters(copy.deepcopy(backbone), rank=16, init=init)  # r=16: the paper's default
-    print(f"{init:>6} init: max |Δlogit| = {max_logit_change(backbone, adapted, x):.3g}")
+with demo("max_logit_change"):
+    for init in ("zero", "random"):
+        adapted = at.add_adapters(copy.deepcopy(backbone), rank=16, init=init)  # r=16: the paper's default
+        print(f"{init:>6} init: max |Δlogit| = {max_logit_change(backbone, adapted, x):.3g}")
