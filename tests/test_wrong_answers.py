@@ -118,7 +118,9 @@ MISTAKES = [
     m("ex05.lora_scale", "α alone", "return alpha / r", "return alpha", "α alone"),
     m("ex05.lora_scale", "rsLoRA", "return alpha / r", "return alpha / r ** 0.5", "rsLoRA"),
     m("ex05.lora_scale", "integer division", "return alpha / r", "return alpha // r", "integer division"),
-    m("ex05.configs", "fast left out", RECIPE, 'base = RunConfig.from_recipe("adapter_tune", at.recipes.DEFAULT_TARGET)', "full budget"),
+    # the budget is a required keyword (a config reads no FAST mode): leaving it out is an error that names it
+    m("ex05.configs", "fast left out", RECIPE, 'base = RunConfig.from_recipe("adapter_tune", at.recipes.DEFAULT_TARGET)', "argument: 'fast'"),
+    m("ex05.configs", "full budget", RECIPE, 'base = RunConfig.from_recipe("adapter_tune", at.recipes.DEFAULT_TARGET, fast=False)', "full budget"),
     m("ex05.configs", "LoRA", RECIPE, 'base = RunConfig.from_recipe("lora", at.recipes.DEFAULT_TARGET, fast=True)', "LoRA"),
     m("ex05.configs", "seeds left out", "grid(base, rank=ranks, seed=seeds)", "grid(base, rank=ranks)", "seeds left out"),
     m("ex05.configs", "first seed", "grid(base, rank=ranks, seed=seeds)", "grid(base, rank=ranks, seed=seeds[:1])", "first seed"),
