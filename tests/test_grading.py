@@ -10,6 +10,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -360,3 +362,62 @@ def test_bad_grader_input_gets_a_clear_error(tmp_path):
         grader.grade(tmp_path, tmp_path / "g.csv", tests=tmp_path / "missing")
     with pytest.raises(ValueError, match="sandbox"):
         grader.grade(tmp_path, tmp_path / "g.csv", sandbox="docker")
+
+
+# ----------------------------------------------------------------------------- the grader's own state
+CLASHING_TEST = '''
+from adaptertune_lite.grading import task
+
+@task("ex03.init", points=1, needs=("adaptertune_init_",), title="hidden: a clash with a course task")
+def _(c, adaptertune_init_):
+    c.part("anything", 1, True)
+'''
+
+
+def test_a_hidden_test_cannot_replace_a_course_task_and_leaves_no_trace(tmp_path):
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / "a_new.py").write_text(HIDDEN_TEST)  # loads first, then the clash stops the run
+    (tmp_path / "hidden" / "b_clash.py").write_text(CLASHING_TEST)
+    before = dict(TASKS)
+    with pytest.raises(ValueError, match=r"b_clash.py: A task 'ex03.init' exists already"):
+        grader.grade(tmp_path / "subs", tmp_path / "g.csv", tests=tmp_path / "hidden", progress=False)
+    assert TASKS == before  # the course task kept, the hidden task that did load removed again
+
+
+def test_one_function_sets_the_cpu_cap_for_the_grader_and_the_worker(monkeypatch):
+    from adaptertune_lite.grading import worker  # noqa: PLC0415  (only this test needs the worker's internals)
+
+    assert grader.Limits().cpu_for(120, 2) == worker.cpu_seconds(120, 2) == 250
+    assert grader.Limits(cpu_s=30).cpu_for(120, 2) == 30
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert worker._threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert worker._threads() == 1
+    with capture_output() as shown, pytest.raises(SystemExit):
+        worker.main(["--help"])
+    assert worker.CPU_RULE in " ".join(shown.stdout.split())
+
+
+def test_review_notes_flag_their_task_as_data():
+    notes = grader.reference_use(["from adaptertune_lite.drift import linear_cka\n"
+                                  "def linear_cka_mine(X, Y):\n    return 1.0\n"
+                                  "def cls_cka_per_block(model, reference, x):\n    return [linear_cka(x, x)]\n"], tasks_of("ex04"))
+    assert [(n.task, "linear_cka" in n.note) for n in notes] == [("ex04.cls_cka", True)]
+
+
+@pytest.mark.slow
+def test_an_unsolved_exercise_runs_top_to_bottom_and_shows_every_fail_line(tmp_path):
+    """What Run All does on a fresh exercise: no cell raises, and every task's check prints its FAIL line."""
+    script = "import runpy, sys\nfor path in sys.argv[1:]:\n    runpy.run_path(path, run_name='__main__')\n"
+    env = {**os.environ, "ADAPTERTUNE_FAST": "1", "ADAPTERTUNE_PROFILE": "kit", "MPLBACKEND": "Agg",
+           "ADAPTERTUNE_RUNS": str(tmp_path / "runs")}
+    env.pop("ADAPTERTUNE_GRADING", None)
+    stubs = [str(ROOT / "exercises" / f"{name}.py") for name in EXERCISES]
+    out = subprocess.run([sys.executable, "-c", script, *stubs], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and "{'torch'" not in out.stdout
+    for t in (t for name in EXERCISES for t in tasks_of(name.split("_")[0])):
+        assert f"FAIL  {t.id}  0/{t.points:g} points  (NotImplementedError" in out.stdout, t.id
+    assert out.stdout.count("finish") >= len(EXERCISES)  # each demo says what to finish first
