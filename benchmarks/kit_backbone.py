@@ -215,8 +215,9 @@ def main(argv=None) -> int:
         """The robust elbow (``elbow.robust_elbow``): the smallest rank with 90 % of the gain, per-seed elbows, the
         elbow without the largest rank, or why there is none (no gain beyond the noise)."""
         e = at.robust_elbow(rs, elbow)  # noise from the seeds
-        if not e.rises:
-            return f"none: {100 * e.gain:+.1f} points within the noise ±{100 * e.noise:.1f}"
+        if not e.rises:  # no elbow to name (a falling curve, or a gain within its noise)
+            noise = "unknown (one seed)" if e.noise is None else f"±{100 * e.noise:.1f}"
+            return f"r = none: the gain from r = {e.min_rank} to r = {e.max_rank} is {100 * e.gain:+.1f} points, noise {noise}"
         seeds = f"per-seed {', '.join(map(str, e.per_seed))}" if e.n_seeds > 1 else "one seed"
         return (f"r = {e.rank}{' (the largest rank: no elbow in the grid)' if e.rank == e.max_rank else ''} ({seeds}; "
                 f"r = {e.without_largest} without r = {e.max_rank})")
