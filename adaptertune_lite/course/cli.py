@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--memory-mb", type=int, default=4096, help="memory cap per submission in MB (default: 4096)")
     g.add_argument("--max-procs", type=int, default=64,
                    help="processes + threads per submission, in the sandbox (default: 64)")
-    g.add_argument("--cpu-s", type=int, default=None, help="CPU seconds per submission (default: timeout x threads + 10)")
+    g.add_argument("--cpu-s", type=int, default=None, help=f"CPU seconds per submission (default: {grader.CPU_RULE})")
     args = parser.parse_args(argv)
 
     if args.command == "build-exercises":
