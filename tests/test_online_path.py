@@ -207,8 +207,8 @@ def test_the_cli_sweeps_the_profiles_setting_when_no_backbone_or_dataset_is_name
 PAPER_NOTEBOOKS = {  # notebook -> what its outputs must show in the paper profile
     "07_paper_setting": [f"paper profile: {MODEL} on pets", "Running the paper's row", "95 % CI", "estimated minutes",
                          "AdapterTune r=16 − head-only"],
-    "05_rank_elbow": [f"paper profile: {MODEL} on pets", "width d = 192, 12 blocks", "of the gain from the smallest to the largest rank",
-                      "No shipped full-recipe sweep for this profile"],
+    "05_rank_elbow": [f"paper profile: {MODEL} on pets", "width d = 192, 12 blocks", "points from r = 1 to r = 64, noise ±",
+                      "No full-recipe sweep ships for this profile"],
     "06_placement": [f"paper profile: {MODEL} on pets", "− post_block on all:", "faster** with"],
     "lecture_elbow_demo": [f"paper profile: {MODEL} on pets", "notebook 05's sweep in the paper profile (7 runs"],
     "04_transfer_methods": [f"paper profile: {MODEL} on pets", "95 % CI", "No raw-pixel baseline on pets",
