@@ -57,8 +57,8 @@ BAR_N_TRAIN = 2000  # training images per dataset for the quality bars (digits: 
 def config(backbone: str, dataset: str, method: str, seed: int, epochs: int, n_train: int | None, rank: int = 16,
            k_shot: int | None = None, pretrained: bool = True, recipe: Recipe | None = None) -> RunConfig:
     """The engine's config for one run of this benchmark (the kit recipe of ``method`` unless ``recipe`` is given).
-    Head-only trains on cached features for ``HEAD_ONLY_EPOCHS_FACTOR`` x ``epochs``, as in the kit recipes, so it converges."""
-    epochs = epochs * (HEAD_ONLY_EPOCHS_FACTOR if method == "head_only" else 1)
+    Each method trains its record's ``epochs_factor`` x ``epochs`` (head-only on cached features: 40x), as in the kit recipes."""
+    epochs = epochs * at.methods.method(method).epochs_factor
     recipe = (recipe or KIT_RECIPES[method]).replace(epochs=epochs)
     return RunConfig(backbone=backbone, dataset=dataset, method=method, rank=rank, seed=seed, n_train=n_train,
                      k_shot=k_shot, pretrained=pretrained, recipe=recipe)
